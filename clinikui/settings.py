@@ -1,0 +1,279 @@
+"""ClinikUI settings.
+
+Every difference between machines comes from environment variables (listed with safe development
+values in `.env.example`), read through the small typed helpers below, which refuse bad values
+with `ImproperlyConfigured` at start-up rather than failing later on a page.
+
+`CLINIKUI_ENVIRONMENT` says what kind of machine this is:
+
+- `production` (the default, so a forgotten variable fails safe): `SECRET_KEY`,
+  `ALLOWED_HOSTS`, `DATABASE_URL` and `CLINIKAPI_SECRET_KEY` are required and never defaulted,
+  and the in-process sandbox is refused.
+- `demo`: what the README's run command starts — SQLite and the in-process sandbox API.
+- `development`: like demo, for people working on ClinikUI.
+- `test`: the test suite.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+ENVIRONMENTS = ("production", "demo", "development", "test")
+
+
+def env_str(name: str, default: str | None = None) -> str:
+    """A string variable; without a default it is required."""
+    value = os.environ.get(name, "").strip()
+    if value:
+        return value
+    if default is None:
+        raise ImproperlyConfigured(f"The environment variable {name} is required.")
+    return default
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}.") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}.")
+    return number
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+CLINIKUI_ENVIRONMENT = env_str("CLINIKUI_ENVIRONMENT", "production")
+if CLINIKUI_ENVIRONMENT not in ENVIRONMENTS:
+    raise ImproperlyConfigured(
+        f"CLINIKUI_ENVIRONMENT must be one of {', '.join(ENVIRONMENTS)}, "
+        f"not {CLINIKUI_ENVIRONMENT!r}."
+    )
+IS_PRODUCTION = CLINIKUI_ENVIRONMENT == "production"
+
+# Secrets have no production default: a missing one stops the server at start-up.
+_DEV_SECRET_KEY = "django-insecure-clinikui-development-only-never-use-in-production"
+SECRET_KEY = env_str("SECRET_KEY", None if IS_PRODUCTION else _DEV_SECRET_KEY)
+
+DEBUG = env_bool("DEBUG", False)
+if DEBUG and IS_PRODUCTION:
+    raise ImproperlyConfigured("DEBUG cannot be on in production.")
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", [] if IS_PRODUCTION else ["127.0.0.1", "localhost"])
+if IS_PRODUCTION and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("The environment variable ALLOWED_HOSTS is required.")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "reports",
+    "terminology",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every page needs a signed-in user unless its view says @login_not_required.
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "clinikui.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "reports.context_processors.user_role",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "clinikui.wsgi.application"
+
+# SQLite is the embedded default; DATABASE_URL selects PostgreSQL (required in production).
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", None if IS_PRODUCTION else f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
+        conn_max_age=int(env_float("DATABASE_CONN_MAX_AGE", 60)),
+        conn_health_checks=True,
+    )
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-gb"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# collectstatic's target; needed in production only (elsewhere the files come from the finders).
+STATIC_ROOT: Path | None = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+if not IS_PRODUCTION and "STATIC_ROOT" not in os.environ:
+    STATIC_ROOT = None
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "whitenoise.storage.CompressedManifestStaticFilesStorage"
+            if IS_PRODUCTION
+            else "django.contrib.staticfiles.storage.StaticFilesStorage"
+        )
+    },
+}
+# Outside production the files are served straight from the source folders, so a fresh clone
+# needs no collectstatic.
+WHITENOISE_USE_FINDERS = not IS_PRODUCTION
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+# Sessions: 15 minutes idle (every request slides the window), never past the browser's life.
+SESSION_COOKIE_AGE = 15 * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+if IS_PRODUCTION:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = 31_536_000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+
+# A strict Content Security Policy: scripts only from our origin or with the per-request nonce,
+# and the browser can talk to nobody but ClinikUI (never to ClinikAPI).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "connect-src": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+}
+
+# ClinikAPI. The key lives only here on the server: never in a page, a URL or a log line.
+# CLINIKAPI_BASE_URL=sandbox mounts the sandbox emulator in-process (no key, no second process).
+CLINIKAPI_SANDBOX = "sandbox"
+CLINIKAPI_BASE_URL = env_str("CLINIKAPI_BASE_URL", "https://api.clinikapi.com").rstrip("/")
+if IS_PRODUCTION and CLINIKAPI_BASE_URL == CLINIKAPI_SANDBOX:
+    raise ImproperlyConfigured("The in-process sandbox cannot be used in production.")
+_SANDBOX_KEY = "clk_test_clinikuisandbox"
+CLINIKAPI_SECRET_KEY = env_str(
+    "CLINIKAPI_SECRET_KEY",
+    None if IS_PRODUCTION else (_SANDBOX_KEY if CLINIKAPI_BASE_URL == CLINIKAPI_SANDBOX else ""),
+)
+# The overall deadline of one API call; the per-phase timeouts sit inside it (RELIABILITY SUB-09).
+CLINIKAPI_TIMEOUT = env_float("CLINIKAPI_TIMEOUT", 30.0, minimum=0.1)
+CLINIKAPI_CONNECT_TIMEOUT = env_float("CLINIKAPI_CONNECT_TIMEOUT", 3.0, minimum=0.1)
+CLINIKAPI_READ_TIMEOUT = env_float("CLINIKAPI_READ_TIMEOUT", 15.0, minimum=0.1)
+CLINIKAPI_WRITE_TIMEOUT = env_float("CLINIKAPI_WRITE_TIMEOUT", 15.0, minimum=0.1)
+CLINIKAPI_POOL_TIMEOUT = env_float("CLINIKAPI_POOL_TIMEOUT", 5.0, minimum=0.1)
+# Reads (never writes) are retried this many times, and never wait longer than this for one retry.
+CLINIKAPI_MAX_RETRIES = int(env_float("CLINIKAPI_MAX_RETRIES", 2))
+CLINIKAPI_MAX_RETRY_WAIT = env_float("CLINIKAPI_MAX_RETRY_WAIT", 10.0)
+# Eventual-consistency lag of the in-process sandbox's searches (CONTRACT §6); off for the demo.
+CLINIKAPI_SANDBOX_SEARCH_LAG = env_float("CLINIKAPI_SANDBOX_SEARCH_LAG", 0.0)
+
+# Error reports (emails to admins, logs) mask key-shaped strings in traceback variables too.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "reports.redaction.RedactingExceptionReporterFilter"
+
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {
+        # A second line of defence behind never logging the key at all (RELIABILITY SEC-02).
+        "redact_api_keys": {"()": "reports.redaction.RedactAPIKeys"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_api_keys"],
+        },
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # httpx and httpcore log every request line at DEBUG/INFO; our client logs what matters.
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+    },
+}
