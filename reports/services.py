@@ -8,7 +8,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Max
+from django.utils import timezone
+
 from reports import clinikapi
+from reports.models import Report, ReportVersion, VersionKind
+from reports.payload import ReportContent
 
 logger = logging.getLogger(__name__)
 
@@ -74,14 +82,9 @@ def get_patient_chart(*, patient_id: str) -> PatientChart:
 
     Raises PatientNotFound, APIUnavailable.
     """
+    patient = get_patient_chart_header(patient_id=patient_id)
     api = get_api()
     with _api_errors():
-        try:
-            patient = api.get_patient(patient_id)
-        except clinikapi.NotFound as exc:
-            raise PatientNotFound(f"No patient with id {patient_id} was found.") from exc
-        except clinikapi.RequestRefused as exc:
-            raise PatientNotFound(f"No patient with id {patient_id} was found.") from exc
         encounters = list(
             clinikapi.iter_all(
                 api.search_encounters,
@@ -152,4 +155,177 @@ def _explain(exc: clinikapi.ClinikAPIError) -> str:
     return (
         "ClinikAPI cannot be reached right now. Try again in a moment; the rest of "
         "ClinikUI keeps working."
+    )
+
+
+# --- drafts ------------------------------------------------------------------------------------
+
+
+class ReportNotEditable(Exception):
+    """The report is past the draft stage; it changes only through an amendment."""
+
+
+class DraftConflict(Exception):
+    """The draft changed since the editor loaded it; the editor's text was kept as `kept`."""
+
+    def __init__(self, *, current: ReportVersion, kept: ReportVersion) -> None:
+        super().__init__(
+            f"Someone saved version {current.number} of this report after you opened it. "
+            f"Your text was kept as version {kept.number}; compare the two and carry on from "
+            "the one you want."
+        )
+        self.current = current
+        self.kept = kept
+
+
+def start_report(*, author: User, patient_id: str) -> Report:
+    """A new draft for the patient, read from ClinikAPI so the banner shows who it is.
+
+    Raises PatientNotFound, APIUnavailable.
+    """
+    patient = get_patient_chart_header(patient_id=patient_id)
+    with transaction.atomic():
+        report = Report.objects.create(
+            author=author,
+            patient_id=patient.id,
+            patient_name=patient.full_name,
+            patient_birth_date=patient.birth_date,
+            head=1,
+        )
+        ReportVersion.objects.create(
+            report=report,
+            number=1,
+            kind=VersionKind.STARTED,
+            content=ReportContent(patient_id=patient.id).to_json(),
+            author=author,
+        )
+    return report
+
+
+def get_patient_chart_header(*, patient_id: str) -> clinikapi.Patient:
+    """The patient alone (no encounters or results). Raises PatientNotFound, APIUnavailable."""
+    with _api_errors():
+        try:
+            return get_api().get_patient(patient_id)
+        except (clinikapi.NotFound, clinikapi.RequestRefused) as exc:
+            raise PatientNotFound(f"No patient with id {patient_id} was found.") from exc
+
+
+def save_draft(
+    *,
+    report_id: int,
+    author: User,
+    base_version: int,
+    content: ReportContent,
+    kind: VersionKind = VersionKind.SAVED,
+) -> ReportVersion:
+    """Add a version with `content`, unless it says exactly what the current version says.
+
+    `base_version` is the version the editor started from; if the report has moved on since,
+    the content is kept as a conflict copy and DraftConflict is raised (RELIABILITY CON-01).
+    Raises ReportNotEditable, DraftConflict.
+    """
+    with transaction.atomic():
+        report = Report.objects.select_for_update().get(pk=report_id)
+        if not report.is_editable:
+            raise ReportNotEditable("This report is no longer a draft and cannot be edited.")
+        if content.patient_id != report.patient_id:
+            raise ValueError("a draft's content must stay with the report's patient")
+        head = report.versions.get(number=report.head)
+        data = content.to_json()
+        if data == head.content:
+            return head
+        number = _next_version_number(report)
+        is_stale = base_version != report.head
+        version = ReportVersion.objects.create(
+            report=report,
+            number=number,
+            kind=VersionKind.CONFLICT if is_stale else kind,
+            content=data,
+            based_on=base_version,
+            author=author,
+        )
+        if not is_stale:
+            report.head = number
+        report.updated_at = timezone.now()
+        report.save(update_fields=["head", "updated_at"])
+    if is_stale:
+        # Raised after the commit, so the losing text is kept, never dropped.
+        raise DraftConflict(current=head, kept=version)
+    return version
+
+
+def restore_version(
+    *, report_id: int, author: User, number: int, base_version: int
+) -> ReportVersion:
+    """Make an earlier version (or a kept conflict copy) the current one, as a new version.
+
+    Raises ReportNotEditable, DraftConflict, ReportVersion.DoesNotExist.
+    """
+    old = ReportVersion.objects.get(report_id=report_id, number=number)
+    return save_draft(
+        report_id=report_id,
+        author=author,
+        base_version=base_version,
+        content=ReportContent.from_json(old.content),
+        kind=VersionKind.RESTORED,
+    )
+
+
+def _next_version_number(report: Report) -> int:
+    latest = report.versions.aggregate(latest=Max("number"))["latest"]
+    return int(latest or 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ComposerOptions:
+    """What the composer's pickers offer for one patient, read from ClinikAPI."""
+
+    encounters: tuple[clinikapi.Encounter, ...]
+    observations: tuple[clinikapi.Observation, ...]
+    specimens: tuple[clinikapi.Specimen, ...]
+    practitioners: tuple[clinikapi.Practitioner, ...]
+
+
+# The composer's pickers are read once and reused for this long, so that autosaving every few
+# seconds does not cost four ClinikAPI searches each time (the rate limit is per organisation).
+COMPOSER_OPTIONS_SECONDS = 120
+
+
+def get_composer_options(*, patient_id: str) -> ComposerOptions:
+    """The patient's encounters, results and specimens, and the active practitioners.
+
+    Raises APIUnavailable (the composer then keeps the saved choices and says why).
+    """
+    key = f"composer-options:{patient_id}"
+    options: ComposerOptions | None = cache.get(key)
+    if options is None:
+        options = _read_composer_options(patient_id=patient_id)
+        cache.set(key, options, COMPOSER_OPTIONS_SECONDS)
+    return options
+
+
+def _read_composer_options(*, patient_id: str) -> ComposerOptions:
+    api = get_api()
+    with _api_errors():
+        encounters = list(
+            clinikapi.iter_all(api.search_encounters, limit=CHART_ROWS_LIMIT, patient_id=patient_id)
+        )
+        observations = list(
+            clinikapi.iter_all(
+                api.search_observations, limit=CHART_ROWS_LIMIT, patient_id=patient_id
+            )
+        )
+        specimens = list(
+            clinikapi.iter_all(api.search_specimens, limit=CHART_ROWS_LIMIT, patient_id=patient_id)
+        )
+        practitioners = list(clinikapi.iter_all(api.search_practitioners, limit=CHART_ROWS_LIMIT))
+    encounters.sort(key=lambda e: e.start_time or _EPOCH, reverse=True)
+    observations.sort(key=lambda o: o.effective_time or _EPOCH, reverse=True)
+    practitioners.sort(key=lambda p: (p.last_name or "").casefold())
+    return ComposerOptions(
+        encounters=tuple(encounters),
+        observations=tuple(observations),
+        specimens=tuple(specimens),
+        practitioners=tuple(practitioners),
     )

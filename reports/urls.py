@@ -12,4 +12,14 @@ app_name = "reports"
 urlpatterns = [
     path("patients/", views.patient_search, name="patient_search"),
     path("patients/<apiid:patient_id>/", views.patient_detail, name="patient_detail"),
+    path("reports/", views.drafts, name="drafts"),
+    path("reports/new/", views.report_new, name="new"),
+    path("reports/<int:report_id>/", views.report_edit, name="edit"),
+    path("reports/<int:report_id>/history/", views.report_history, name="history"),
+    path(
+        "reports/<int:report_id>/versions/<int:number>/restore/",
+        views.report_restore,
+        name="restore",
+    ),
+    path("reports/<int:report_id>/payload.json", views.report_payload, name="payload"),
 ]

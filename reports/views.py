@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+import json
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.contrib.auth.models import User
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
+from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
-from reports import services
-from reports.forms import PatientSearchForm
+from reports import diffs, services
+from reports.forms import PatientSearchForm, ReportForm
+from reports.models import Report, ReportVersion, VersionKind
+from reports.payload import (
+    FIELD_LABELS,
+    MAX_CONCLUSION_CHARS,
+    ReportContent,
+    build_payload,
+    check_payload,
+)
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
+    # Every view but ping and login needs a signed-in user (LoginRequiredMiddleware).
+    user: User
 
 
 def page_or_fragment(request: HtmxHttpRequest, template: str) -> str:
@@ -23,6 +39,13 @@ def page_or_fragment(request: HtmxHttpRequest, template: str) -> str:
     if request.htmx and not request.htmx.boosted and not request.htmx.history_restore_request:
         return template
     return template.partition("#")[0]
+
+
+def redirect_after_post(request: HtmxHttpRequest, url: str) -> HttpResponse:
+    """htmx follows a client-side redirect; everyone else gets a plain one."""
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
 
 
 @require_GET
@@ -43,7 +66,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @never_cache
 @vary_on_headers("HX-Request")
 @permission_required("reports.lookup_patients", raise_exception=True)
-def patient_search(request: HtmxHttpRequest) -> HttpResponse:
+def patient_search(request: HtmxHttpRequest, *, start_report: bool = False) -> HttpResponse:
     # Searching is a read, but names and birth dates are patient data and must stay out of
     # URLs, browser history and access logs (RELIABILITY SES-04), so the search is a POST.
     form = PatientSearchForm(request.POST or None)
@@ -57,7 +80,8 @@ def patient_search(request: HtmxHttpRequest) -> HttpResponse:
         except services.APIUnavailable as exc:
             error = exc
     template = page_or_fragment(request, "reports/patient_search.html#patient-results")
-    return render(request, template, {"form": form, "result": result, "error": error})
+    context = {"form": form, "result": result, "error": error, "start_report": start_report}
+    return render(request, template, context)
 
 
 @require_GET
@@ -78,3 +102,206 @@ def patient_detail(request: HttpRequest, patient_id: str) -> HttpResponse:
             status=503,
         )
     return render(request, "reports/patient_detail.html", {"chart": chart})
+
+
+# --- the composer ------------------------------------------------------------------------------
+
+
+def _own_report(request: HtmxHttpRequest, report_id: int) -> Report:
+    """The signed-in clinician's own report; anyone else's is a 404, never a 403 that leaks."""
+    return get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
+
+
+@require_GET
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def drafts(request: HtmxHttpRequest) -> HttpResponse:
+    reports = Report.objects.for_author(request.user).drafts().with_head_content()
+    return render(request, "reports/drafts.html", {"reports": reports})
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_new(request: HtmxHttpRequest) -> HttpResponse:
+    """Step one of a new report: find the patient, then start the draft for them."""
+    if request.method == "POST" and "patient_id" in request.POST:
+        patient_id = request.POST["patient_id"]
+        try:
+            report = services.start_report(author=request.user, patient_id=patient_id)
+        except services.PatientNotFound:
+            messages.error(request, "That patient was not found; search again.")
+        except services.APIUnavailable as exc:
+            messages.error(request, str(exc))
+        else:
+            return redirect_after_post(request, report.get_absolute_url())
+        return redirect_after_post(request, reverse("reports:new"))
+    return patient_search(request, start_report=True)
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    report = _own_report(request, report_id)
+    head = report.versions.get(number=report.head)
+    saved = ReportContent.from_json(head.content)
+    try:
+        options: services.ComposerOptions | None = services.get_composer_options(
+            patient_id=report.patient_id
+        )
+        api_error = None
+    except services.APIUnavailable as exc:
+        options, api_error = None, exc
+    is_autosave = request.POST.get("autosave") == "1"
+    if request.method == "POST":
+        # Fields ClinikAPI cannot offer right now are disabled and keep their saved values,
+        # which a bound form takes from `initial`.
+        form = ReportForm(
+            request.POST,
+            initial=ReportForm.initial_from(saved, base_version=head.number),
+            options=options,
+            saved=saved,
+        )
+        if form.is_valid():
+            try:
+                version = services.save_draft(
+                    report_id=report.pk,
+                    author=request.user,
+                    base_version=form.cleaned_data["base_version"],
+                    content=form.to_content(patient_id=report.patient_id),
+                    kind=VersionKind.AUTOSAVED if is_autosave else VersionKind.SAVED,
+                )
+            except services.DraftConflict as exc:
+                return _conflict(request, report, exc)
+            except services.ReportNotEditable as exc:
+                messages.error(request, str(exc))
+                return redirect_after_post(request, report.get_absolute_url())
+            if is_autosave:
+                context = {
+                    "report": report,
+                    "head": version,
+                    "form": form,
+                    "options": options,
+                    "encounter_changed": form.cleaned_data["encounter"] != saved.encounter_id,
+                    **_preview(ReportContent.from_json(version.content)),
+                }
+                return render(request, "reports/_autosaved.html", context)
+            messages.success(request, f"Saved as version {version.number}.")
+            return redirect_after_post(request, report.get_absolute_url())
+        if is_autosave:
+            # Nothing is saved while a field is invalid; the page shows why on the next save.
+            return render(
+                request, "reports/report_edit.html#autosave-status", {"form": form}, status=422
+            )
+    else:
+        form = ReportForm(
+            initial=ReportForm.initial_from(saved, base_version=head.number),
+            options=options,
+            saved=saved,
+        )
+    context = {
+        "report": report,
+        "head": head,
+        "form": form,
+        "options": options,
+        "api_error": api_error,
+        "max_conclusion": MAX_CONCLUSION_CHARS,
+        "report_code_box": {
+            "id": "report-code",
+            "label": "Report code",
+            "name": "report_code",
+            "system": "loinc",
+            "code": saved.code.code if saved.code else "",
+            "display": saved.code.display if saved.code else "",
+        },
+        "conclusion_code_box": {
+            "id": "conclusion-code",
+            "label": "Conclusion codes",
+            "name": "conclusion_code_choice",
+            "system": "snomed",
+        },
+        "chosen_conclusion_codes": saved.conclusion_codes,
+        **_preview(saved),
+    }
+    return render(request, "reports/report_edit.html", context)
+
+
+def _preview(content: ReportContent) -> dict[str, object]:
+    payload = build_payload(content)
+    problems = check_payload(content)
+    by_field = {p.field: p for p in problems}
+    return {
+        "payload_json": json.dumps(payload, indent=2, ensure_ascii=False),
+        "problems": problems,
+        "problems_by_field": by_field,
+        "field_problems": [(name, by_field.get(name)) for name in FIELD_LABELS],
+    }
+
+
+def _conflict(request: HttpRequest, report: Report, exc: services.DraftConflict) -> HttpResponse:
+    context = {
+        "report": report,
+        "conflict": exc,
+        "changes": diffs.compare(
+            ReportContent.from_json(exc.current.content), ReportContent.from_json(exc.kept.content)
+        ),
+    }
+    response = render(request, "reports/report_conflict.html", context, status=409)
+    if getattr(request, "htmx", False):
+        # The whole page becomes the conflict view; the editor's text is already kept.
+        response = retarget(response, "body")
+        response = reswap(response, "innerHTML")
+    return response
+
+
+@require_GET
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_history(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    report = _own_report(request, report_id)
+    versions = list(report.versions.select_related("author").order_by("-number"))
+    by_number = {v.number: v for v in versions}
+    try:
+        new_number = int(request.GET.get("b") or report.head)
+        old_number = int(request.GET.get("a") or max(new_number - 1, 1))
+        old, new = by_number[old_number], by_number[new_number]
+    except (KeyError, ValueError):
+        raise Http404("No such version") from None
+    changes = diffs.compare(
+        ReportContent.from_json(old.content), ReportContent.from_json(new.content)
+    )
+    context = {"report": report, "versions": versions, "old": old, "new": new, "changes": changes}
+    return render(request, "reports/report_history.html", context)
+
+
+@require_POST
+@permission_required("reports.compose_report", raise_exception=True)
+def report_restore(request: HtmxHttpRequest, report_id: int, number: int) -> HttpResponse:
+    report = _own_report(request, report_id)
+    try:
+        version = services.restore_version(
+            report_id=report.pk,
+            author=request.user,
+            number=number,
+            base_version=int(request.POST.get("base_version") or 0),
+        )
+    except ReportVersion.DoesNotExist:
+        raise Http404("No such version") from None
+    except services.DraftConflict as exc:
+        return _conflict(request, report, exc)
+    except services.ReportNotEditable as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Version {number} restored as version {version.number}.")
+    return redirect_after_post(request, report.get_absolute_url())
+
+
+@require_GET
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_payload(request: HtmxHttpRequest, report_id: int) -> JsonResponse:
+    """The exact body `POST /v1/labs` would receive for the current version."""
+    report = _own_report(request, report_id)
+    head = report.versions.get(number=report.head)
+    return JsonResponse(build_payload(ReportContent.from_json(head.content)))

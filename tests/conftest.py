@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core import mail
+from django.core.cache import cache
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.test import Client
@@ -129,6 +130,7 @@ def _fresh_api_client() -> Iterator[None]:
     sandbox, whose per-minute rate limit therefore counts this test's calls only."""
     default_sandbox().reset()
     clinikapi.reset_client()
+    cache.clear()
     yield
     clinikapi.reset_client()
 

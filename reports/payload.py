@@ -1,0 +1,211 @@
+"""What a report says, and the exact ClinikAPI body it becomes.
+
+`ReportContent` is the content of one draft version, in ClinikUI's own words (it is what a
+`ReportVersion` stores as JSON). `build_payload()` turns it into the `POST /v1/labs` body
+(CONTRACT §11.1) through the client's `NewLab`, so the contract's field names live in one place,
+and `check_payload()` lists every rule the body breaks, each tied to the composer field a
+clinician can fix.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final, Self
+
+from reports import clinikapi
+
+LOINC: Final = "http://loinc.org"
+SNOMED_CT: Final = "http://snomed.info/sct"
+MAX_CONCLUSION_CHARS: Final = clinikapi.MAX_CONCLUSION_CHARS
+CATEGORIES: Final = {"LAB": "Laboratory", "RAD": "Radiology", "PAT": "Pathology"}
+# Statuses a report may be released with before any review (RELIABILITY, DESIGN "lifecycle").
+DRAFT_STATUSES: Final = {
+    "registered": "Registered",
+    "partial": "Partial",
+    "preliminary": "Preliminary",
+    "final": "Final",
+}
+_ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+# The composer's fields, by the plain names clinicians see (DESIGN "Composing").
+FIELD_LABELS: Final = {
+    "patient_id": "Patient",
+    "encounter_id": "Encounter",
+    "code": "Report code",
+    "category": "Category",
+    "status": "Status",
+    "effective": "Effective date/time",
+    "result_ids": "Results",
+    "specimen_ids": "Specimens",
+    "performer": "Performer",
+    "results_interpreter": "Results interpreter",
+    "conclusion": "Conclusion",
+    "conclusion_codes": "Conclusion codes",
+    "attachments": "Attachments",
+}
+
+
+# Where each field sits on the composer page, so a problem can link to it.
+FIELD_ANCHORS: Final = {
+    "patient_id": "patient-banner",
+    "encounter_id": "div_id_encounter",
+    "code": "report-code-field",
+    "category": "div_id_category",
+    "status": "div_id_status",
+    "effective": "div_id_effective",
+    "result_ids": "results-field",
+    "specimen_ids": "specimens-field",
+    "performer": "div_id_performer",
+    "results_interpreter": "div_id_results_interpreter",
+    "conclusion": "conclusion-field",
+    "conclusion_codes": "conclusion-codes-field",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CodedConcept:
+    system: str
+    code: str
+    display: str = ""
+
+    def to_api(self) -> clinikapi.Code:
+        return clinikapi.Code(self.system, self.code, self.display or None)
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContent:
+    """Everything a clinician has entered in one version of a report."""
+
+    patient_id: str
+    encounter_id: str = ""
+    code: CodedConcept | None = None
+    category: str = ""
+    status: str = ""
+    # Always UTC; the composer converts from and to the clinician's time zone.
+    effective: datetime | None = None
+    result_ids: tuple[str, ...] = ()
+    specimen_ids: tuple[str, ...] = ()
+    performer: str = ""
+    results_interpreter: str = ""
+    conclusion: str = ""
+    conclusion_codes: tuple[CodedConcept, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["effective"] = _utc_text(self.effective) if self.effective else None
+        data["result_ids"] = list(self.result_ids)
+        data["specimen_ids"] = list(self.specimen_ids)
+        data["conclusion_codes"] = [asdict(c) for c in self.conclusion_codes]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Self:
+        code = data.get("code")
+        effective = data.get("effective")
+        return cls(
+            patient_id=str(data["patient_id"]),
+            encounter_id=str(data.get("encounter_id") or ""),
+            code=CodedConcept(**code) if code else None,
+            category=str(data.get("category") or ""),
+            status=str(data.get("status") or ""),
+            effective=datetime.fromisoformat(effective) if effective else None,
+            result_ids=tuple(data.get("result_ids") or ()),
+            specimen_ids=tuple(data.get("specimen_ids") or ()),
+            performer=str(data.get("performer") or ""),
+            results_interpreter=str(data.get("results_interpreter") or ""),
+            conclusion=str(data.get("conclusion") or ""),
+            conclusion_codes=tuple(CodedConcept(**c) for c in data.get("conclusion_codes") or ()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One rule the body breaks, tied to the composer field that fixes it."""
+
+    field: str
+    message: str
+
+    @property
+    def label(self) -> str:
+        return FIELD_LABELS.get(self.field, self.field)
+
+    @property
+    def anchor(self) -> str:
+        return FIELD_ANCHORS.get(self.field, "report-form")
+
+
+def build_payload(content: ReportContent) -> dict[str, Any]:
+    """The exact JSON body `POST /v1/labs` would receive: only the fields that are set."""
+    lab = clinikapi.NewLab(
+        status=content.status,
+        code=content.code.to_api() if content.code else "",
+        patient_id=content.patient_id,
+        category=content.category or None,
+        encounter_id=content.encounter_id or None,
+        effective_date_time=content.effective,
+        result_ids=content.result_ids,
+        conclusion=content.conclusion or None,
+        conclusion_codes=tuple(c.to_api() for c in content.conclusion_codes),
+        performer=content.performer or None,
+        results_interpreter=content.results_interpreter or None,
+        specimen_ids=content.specimen_ids,
+    )
+    return lab.to_payload()
+
+
+def check_payload(content: ReportContent) -> list[Problem]:
+    """Every contract rule (CONTRACT §11.1) and FHIR R4 DiagnosticReport rule the body breaks."""
+    problems: list[Problem] = []
+    if not content.patient_id:
+        problems.append(Problem("patient_id", "Choose the patient."))
+    elif not _ID.fullmatch(content.patient_id):
+        problems.append(Problem("patient_id", "The patient id is not a valid ClinikAPI id."))
+    if content.code is None or not content.code.code:
+        problems.append(Problem("code", "Choose the report code (LOINC)."))
+    elif content.code.system != LOINC:
+        problems.append(Problem("code", "The report code must be a LOINC code."))
+    if not content.status:
+        problems.append(Problem("status", "Choose the status."))
+    elif content.status not in DRAFT_STATUSES:
+        problems.append(Problem("status", "This status cannot be chosen for a new report."))
+    if content.category and content.category not in CATEGORIES:
+        problems.append(Problem("category", "The category must be LAB, RAD or PAT."))
+    if content.effective is None:
+        # FHIR R4 DiagnosticReport requires effective[x] once the status is partial or later.
+        if content.status in {"partial", "preliminary", "final"}:
+            problems.append(
+                Problem("effective", "Enter the effective date/time (when the sample was taken).")
+            )
+    elif content.effective.utcoffset() is None:
+        problems.append(Problem("effective", "The effective date/time has no time zone."))
+    for name in ("encounter_id", "performer", "results_interpreter"):
+        value = getattr(content, name)
+        if value and not _ID.fullmatch(value):
+            problems.append(Problem(name, "This is not a valid ClinikAPI id."))
+    for name in ("result_ids", "specimen_ids"):
+        ids = getattr(content, name)
+        if any(not _ID.fullmatch(item) for item in ids):
+            problems.append(Problem(name, "One of the chosen items has an invalid id."))
+        if len(set(ids)) != len(ids):
+            problems.append(Problem(name, "An item is chosen twice."))
+    if len(content.conclusion) > MAX_CONCLUSION_CHARS:
+        problems.append(
+            Problem(
+                "conclusion",
+                f"The conclusion has {len(content.conclusion):,} characters; "
+                f"ClinikAPI accepts at most {MAX_CONCLUSION_CHARS:,}.",
+            )
+        )
+    for concept in content.conclusion_codes:
+        if concept.system != SNOMED_CT or not concept.code:
+            problems.append(Problem("conclusion_codes", "Conclusion codes must be SNOMED CT."))
+            break
+    if len({c.code for c in content.conclusion_codes}) != len(content.conclusion_codes):
+        problems.append(Problem("conclusion_codes", "A conclusion code is chosen twice."))
+    return problems
+
+
+def _utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,126 @@
+"""The composer in the system Chromium, against the live server and the sandbox over a socket."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from reports.models import Report, VersionKind
+from reports.sandbox.seed import FIXED_PATIENT_ID
+from terminology import loading
+from tests.browser import sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _terminology_and_api(api_over_socket) -> None:
+    loading.load_starter_set()
+
+
+def start_report(page: Page, base_url: str) -> None:
+    sign_in(page, base_url, "clinician")
+    page.goto(f"{base_url}/reports/new/")
+    page.get_by_label("Name").fill("okafor")
+    page.get_by_role("button", name="Start report for Amara N. Okafor").click()
+    expect(page.locator("#report-form")).to_be_visible()
+
+
+def pick(page: Page, combobox: str, text: str) -> None:
+    box = page.get_by_role("combobox", name=combobox)
+    box.focus()
+    box.press_sequentially(text, delay=20)
+    expect(page.locator(f"#{box.get_attribute('aria-controls')} [role=option]").first).to_be_visible()
+    box.press("ArrowDown")
+    box.press("Enter")
+
+
+def test_a_clinician_fills_every_field_by_keyboard_and_finds_it_after_reload(
+    page, live_server, clinician
+):
+    start_report(page, live_server.url)
+
+    page.get_by_label("Encounter").focus()
+    page.keyboard.press("ArrowDown")
+    pick(page, "Report code", "cbc")
+    page.get_by_label("Category").select_option("LAB")
+    page.get_by_label("Status").select_option("preliminary")
+    page.get_by_label("Effective date/time").fill("2026-03-02T07:40")
+    first_result = page.locator("#results-table input[type=checkbox]").first
+    first_result.focus()
+    page.keyboard.press("Space")
+    page.locator("#specimens-field input[type=checkbox]").first.check()
+    page.get_by_label("Performer").select_option(index=1)
+    page.get_by_label("Results interpreter").select_option(index=2)
+    page.get_by_label("Conclusion", exact=True).fill("Mild normocytic anaemia.")
+    pick(page, "Conclusion codes", "anemia")
+    expect(page.locator("#conclusion-codes-chosen li")).to_have_count(1)
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text("Saved as version")
+    page.reload()
+
+    expect(page.get_by_role("combobox", name="Report code")).to_have_value(
+        "CBC panel - Blood by Automated count"
+    )
+    expect(page.get_by_label("Status")).to_have_value("preliminary")
+    expect(page.get_by_label("Effective date/time")).to_have_value("2026-03-02T07:40")
+    expect(page.get_by_label("Conclusion", exact=True)).to_have_value("Mild normocytic anaemia.")
+    expect(page.locator("#conclusion-codes-chosen")).to_contain_text("Anemia")
+    expect(page.locator("#results-table input:checked")).to_have_count(1)
+    expect(page.locator("#preview-ready")).to_be_visible()
+    expect(page.locator("#preview-json")).to_contain_text('"status": "preliminary"')
+
+
+def test_two_edits_make_three_versions_with_a_correct_diff(page, live_server, clinician):
+    start_report(page, live_server.url)
+    conclusion = page.get_by_label("Conclusion", exact=True)
+
+    conclusion.fill("Iron low.")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text("version 2")
+    page.get_by_label("Conclusion", exact=True).fill("Ferritin low.")
+    page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("#messages")).to_contain_text("version 3")
+    page.get_by_role("link", name=re.compile("History")).click()
+
+    expect(page.locator("#versions-table tbody tr")).to_have_count(3)
+    expect(page.locator("#changes-table del")).to_have_text("Iron")
+    expect(page.locator("#changes-table ins")).to_have_text("Ferritin")
+
+
+def test_typing_is_autosaved_without_pressing_save(page, live_server, clinician):
+    start_report(page, live_server.url)
+
+    page.get_by_label("Conclusion", exact=True).press_sequentially("Autosaved words", delay=10)
+
+    expect(page.locator("#autosave-status")).to_contain_text("saved automatically", timeout=10_000)
+    report = Report.objects.get()
+    assert report.versions.get(number=report.head).content["conclusion"] == "Autosaved words"
+
+
+def test_two_tabs_editing_one_draft_lose_nothing(browser, live_server, clinician):
+    first = browser.new_context().new_page()
+    start_report(first, live_server.url)
+    url = first.url
+    second = browser.new_context().new_page()
+    sign_in(second, live_server.url, "clinician")
+    second.goto(url)
+
+    first.get_by_label("Conclusion", exact=True).fill("Written in the first tab.")
+    first.get_by_role("button", name="Save", exact=True).click()
+    expect(first.locator("#messages")).to_contain_text("Saved as version 2")
+    second.get_by_label("Conclusion", exact=True).fill("Written in the second tab.")
+    second.get_by_role("button", name="Save", exact=True).click()
+
+    expect(second.locator("#conflict-current")).to_have_text("Written in the first tab.")
+    expect(second.locator("#conflict-kept")).to_have_text("Written in the second tab.")
+    report = Report.objects.get(patient_id=FIXED_PATIENT_ID)
+    texts = {v.content["conclusion"]: v.kind for v in report.versions.all()}
+    assert texts["Written in the first tab."] == VersionKind.SAVED
+    assert texts["Written in the second tab."] == VersionKind.CONFLICT
+    second.get_by_role("button", name="Continue from your text").click()
+    expect(second.get_by_label("Conclusion", exact=True)).to_have_value(
+        "Written in the second tab."
+    )
