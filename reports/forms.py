@@ -185,6 +185,16 @@ class ReportForm(forms.Form):
         }
 
 
+def concept_displays(*codes: str) -> dict[tuple[str, str], str]:
+    """Preferred terms of LOINC and SNOMED CT codes, keyed by ("loinc"|"snomed", code)."""
+    names = {LOINC: "loinc", SNOMED_CT: "snomed"}
+    wanted = [code for code in codes if code]
+    rows = Concept.objects.filter(system__in=names, code__in=wanted).values_list(
+        "system", "code", "display"
+    )
+    return {(names[system], code): display for system, code, display in rows}
+
+
 def suggest_category(code: CodedConcept) -> str:
     """LAB, RAD or PAT from the LOINC class of the report code."""
     kind = (

@@ -21,5 +21,10 @@ urlpatterns = [
         views.report_restore,
         name="restore",
     ),
+    path(
+        "reports/<int:report_id>/conflicts/<int:number>/",
+        views.report_conflict,
+        name="conflict",
+    ),
     path("reports/<int:report_id>/payload.json", views.report_payload, name="payload"),
 ]

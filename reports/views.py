@@ -13,15 +13,21 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
-from django_htmx.http import HttpResponseClientRedirect, reswap, retarget
+from django_htmx.http import (
+    HttpResponseClientRedirect,
+    reswap,
+    retarget,
+    trigger_client_event,
+)
 from django_htmx.middleware import HtmxDetails
 
 from reports import diffs, services
-from reports.forms import PatientSearchForm, ReportForm
+from reports.forms import PatientSearchForm, ReportForm, concept_displays
 from reports.models import Report, ReportVersion, VersionKind
 from reports.payload import (
     FIELD_LABELS,
     MAX_CONCLUSION_CHARS,
+    SNOMED_CT,
     ReportContent,
     build_payload,
     check_payload,
@@ -153,54 +159,74 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         api_error = None
     except services.APIUnavailable as exc:
         options, api_error = None, exc
+    # Fields ClinikAPI cannot offer right now are disabled and keep their saved values, which a
+    # bound form takes from `initial`.
+    initial = ReportForm.initial_from(saved, base_version=head.number)
+    if request.method != "POST":
+        form = ReportForm(initial=initial, options=options, saved=saved)
+        context = _composer_context(report, head, form, options, api_error, saved)
+        return render(request, "reports/report_edit.html", context)
+
     is_autosave = request.POST.get("autosave") == "1"
-    if request.method == "POST":
-        # Fields ClinikAPI cannot offer right now are disabled and keep their saved values,
-        # which a bound form takes from `initial`.
-        form = ReportForm(
-            request.POST,
-            initial=ReportForm.initial_from(saved, base_version=head.number),
-            options=options,
-            saved=saved,
-        )
-        if form.is_valid():
-            try:
-                version = services.save_draft(
-                    report_id=report.pk,
-                    author=request.user,
-                    base_version=form.cleaned_data["base_version"],
-                    content=form.to_content(patient_id=report.patient_id),
-                    kind=VersionKind.AUTOSAVED if is_autosave else VersionKind.SAVED,
-                )
-            except services.DraftConflict as exc:
-                return _conflict(request, report, exc)
-            except services.ReportNotEditable as exc:
-                messages.error(request, str(exc))
-                return redirect_after_post(request, report.get_absolute_url())
-            if is_autosave:
-                context = {
-                    "report": report,
-                    "head": version,
-                    "form": form,
-                    "options": options,
-                    "encounter_changed": form.cleaned_data["encounter"] != saved.encounter_id,
-                    **_preview(ReportContent.from_json(version.content)),
-                }
-                return render(request, "reports/_autosaved.html", context)
-            messages.success(request, f"Saved as version {version.number}.")
-            return redirect_after_post(request, report.get_absolute_url())
+    form = ReportForm(request.POST, initial=initial, options=options, saved=saved)
+    if not form.is_valid():
         if is_autosave:
-            # Nothing is saved while a field is invalid; the page shows why on the next save.
+            # Nothing is saved while a field is invalid; the status line says so.
             return render(
                 request, "reports/report_edit.html#autosave-status", {"form": form}, status=422
             )
-    else:
-        form = ReportForm(
-            initial=ReportForm.initial_from(saved, base_version=head.number),
-            options=options,
-            saved=saved,
+        context = _composer_context(report, head, form, options, api_error, saved)
+        if request.htmx:
+            response = render(request, "reports/report_edit.html#report-form", context)
+            return reswap(retarget(response, "#report-form"), "outerHTML")
+        return render(request, "reports/report_edit.html", context)
+    try:
+        version = services.save_draft(
+            report_id=report.pk,
+            author=request.user,
+            base_version=form.cleaned_data["base_version"],
+            content=form.to_content(patient_id=report.patient_id),
+            kind=VersionKind.AUTOSAVED if is_autosave else VersionKind.SAVED,
         )
+    except services.DraftConflict as exc:
+        if is_autosave:
+            # Stay on the page (the text is there and kept); stop autosaving; offer the comparison.
+            context = {"report": report, "conflict": exc}
+            response = render(request, "reports/_autosave_conflict.html", context, status=409)
+            return trigger_client_event(response, "draft-conflict")
+        return redirect_after_post(
+            request, reverse("reports:conflict", args=[report.pk, exc.kept.number])
+        )
+    except services.ReportNotEditable as exc:
+        messages.error(request, str(exc))
+        return redirect_after_post(request, report.get_absolute_url())
+    if not is_autosave:
+        messages.success(request, f"Saved as version {version.number}.")
+        return redirect_after_post(request, report.get_absolute_url())
     context = {
+        "report": report,
+        "head": version,
+        "form": form,
+        "options": options,
+        "encounter_changed": form.cleaned_data["encounter"] != saved.encounter_id,
+        **_preview(ReportContent.from_json(version.content)),
+    }
+    return render(request, "reports/_autosaved.html", context)
+
+
+def _composer_context(
+    report: Report,
+    head: ReportVersion,
+    form: ReportForm,
+    options: services.ComposerOptions | None,
+    api_error: services.APIUnavailable | None,
+    saved: ReportContent,
+) -> dict[str, object]:
+    # What the form shows: the posted values when it is re-shown with errors, else the saved.
+    report_code = str(form["report_code"].value() or "")
+    chosen_codes = [str(code) for code in form["conclusion_codes"].value() or ()]
+    displays = concept_displays(report_code, *chosen_codes)
+    return {
         "report": report,
         "head": head,
         "form": form,
@@ -212,8 +238,8 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
             "label": "Report code",
             "name": "report_code",
             "system": "loinc",
-            "code": saved.code.code if saved.code else "",
-            "display": saved.code.display if saved.code else "",
+            "code": report_code,
+            "display": displays.get(("loinc", report_code), report_code),
         },
         "conclusion_code_box": {
             "id": "conclusion-code",
@@ -221,10 +247,12 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
             "name": "conclusion_code_choice",
             "system": "snomed",
         },
-        "chosen_conclusion_codes": saved.conclusion_codes,
+        "chosen_conclusion_codes": [
+            {"code": code, "display": displays.get(("snomed", code), code), "system": SNOMED_CT}
+            for code in chosen_codes
+        ],
         **_preview(saved),
     }
-    return render(request, "reports/report_edit.html", context)
 
 
 def _preview(content: ReportContent) -> dict[str, object]:
@@ -239,20 +267,19 @@ def _preview(content: ReportContent) -> dict[str, object]:
     }
 
 
-def _conflict(request: HttpRequest, report: Report, exc: services.DraftConflict) -> HttpResponse:
-    context = {
-        "report": report,
-        "conflict": exc,
-        "changes": diffs.compare(
-            ReportContent.from_json(exc.current.content), ReportContent.from_json(exc.kept.content)
-        ),
-    }
-    response = render(request, "reports/report_conflict.html", context, status=409)
-    if getattr(request, "htmx", False):
-        # The whole page becomes the conflict view; the editor's text is already kept.
-        response = retarget(response, "body")
-        response = reswap(response, "innerHTML")
-    return response
+@require_GET
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_conflict(request: HtmxHttpRequest, report_id: int, number: int) -> HttpResponse:
+    """The current version beside a kept conflict copy, so the clinician can carry on from one."""
+    report = _own_report(request, report_id)
+    kept = get_object_or_404(report.versions, number=number, kind=VersionKind.CONFLICT)
+    current = report.versions.get(number=report.head)
+    changes = diffs.compare(
+        ReportContent.from_json(current.content), ReportContent.from_json(kept.content)
+    )
+    context = {"report": report, "current": current, "kept": kept, "changes": changes}
+    return render(request, "reports/report_conflict.html", context)
 
 
 @require_GET
@@ -289,7 +316,9 @@ def report_restore(request: HtmxHttpRequest, report_id: int, number: int) -> Htt
     except ReportVersion.DoesNotExist:
         raise Http404("No such version") from None
     except services.DraftConflict as exc:
-        return _conflict(request, report, exc)
+        return redirect_after_post(
+            request, reverse("reports:conflict", args=[report.pk, exc.kept.number])
+        )
     except services.ReportNotEditable as exc:
         messages.error(request, str(exc))
     else:

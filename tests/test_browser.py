@@ -17,7 +17,7 @@ def test_a_clinician_signs_in_and_finds_a_seeded_patient(page, live_server, clin
 
     sign_in(page, live_server.url, "clinician")
     expect(page.locator("#signed-in-role")).to_have_text("Clinician")
-    page.get_by_label("Name").fill("okaf")
+    page.get_by_label("Name", exact=True).fill("okaf")
     results = page.locator("#patient-table")
     expect(results).to_contain_text("Okafor")
     page.get_by_role("link", name="Amara N. Okafor").click()

@@ -147,15 +147,40 @@ def test_a_stale_save_shows_both_texts_and_loses_neither(clinician_client, repor
     clinician_client.post(edit_url(report), form_data(1, conclusion="From the first tab."))
 
     response = clinician_client.post(
-        edit_url(report), form_data(1, conclusion="From the second tab.")
+        edit_url(report), form_data(1, conclusion="From the second tab."), follow=True
     )
 
     page = response.content.decode()
-    assert response.status_code == 409
+    assert response.redirect_chain == [(reverse("reports:conflict", args=[report.pk, 3]), 302)]
     assert "From the first tab." in page and "From the second tab." in page
     assert report.versions.filter(kind=VersionKind.CONFLICT).get().content["conclusion"] == (
         "From the second tab."
     )
+
+
+def test_a_stale_autosave_keeps_the_text_and_stops_without_leaving_the_page(
+    clinician_client, report
+):
+    clinician_client.post(edit_url(report), form_data(1, conclusion="Saved elsewhere."))
+
+    response = clinician_client.post(
+        edit_url(report),
+        form_data(1, conclusion="Typed here.", autosave="1"),
+        headers={"HX-Request": "true"},
+    )
+
+    assert response.status_code == 409
+    assert "draft-conflict" in json.loads(response["HX-Trigger"])
+    assert reverse("reports:conflict", args=[report.pk, 3]) in response.content.decode()
+    assert report.versions.get(number=3).content["conclusion"] == "Typed here."
+
+
+def test_an_expired_session_gets_401_for_htmx_and_the_login_page_otherwise(client, report):
+    htmx = client.post(edit_url(report), form_data(1, autosave="1"), headers={"HX-Request": "true"})
+    plain = client.get(edit_url(report))
+
+    assert htmx.status_code == 401 and "session-expired" in json.loads(htmx["HX-Trigger"])
+    assert plain.status_code == 302 and plain["Location"].startswith(reverse("login"))
 
 
 def test_results_of_another_patient_are_refused_whatever_the_browser_sends(

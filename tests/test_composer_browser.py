@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
+from django.contrib.sessions.models import Session
 from playwright.sync_api import Page, expect
 
 from reports.models import Report, VersionKind
 from reports.sandbox.seed import FIXED_PATIENT_ID
 from terminology import loading
 from tests.browser import sign_in
+from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -23,7 +26,7 @@ def _terminology_and_api(api_over_socket) -> None:
 def start_report(page: Page, base_url: str) -> None:
     sign_in(page, base_url, "clinician")
     page.goto(f"{base_url}/reports/new/")
-    page.get_by_label("Name").fill("okafor")
+    page.get_by_label("Name", exact=True).fill("okafor")
     page.get_by_role("button", name="Start report for Amara N. Okafor").click()
     expect(page.locator("#report-form")).to_be_visible()
 
@@ -32,7 +35,9 @@ def pick(page: Page, combobox: str, text: str) -> None:
     box = page.get_by_role("combobox", name=combobox)
     box.focus()
     box.press_sequentially(text, delay=20)
-    expect(page.locator(f"#{box.get_attribute('aria-controls')} [role=option]").first).to_be_visible()
+    expect(
+        page.locator(f"#{box.get_attribute('aria-controls')} [role=option]").first
+    ).to_be_visible()
     box.press("ArrowDown")
     box.press("Enter")
 
@@ -100,11 +105,17 @@ def test_typing_is_autosaved_without_pressing_save(page, live_server, clinician)
     assert report.versions.get(number=report.head).content["conclusion"] == "Autosaved words"
 
 
-def test_two_tabs_editing_one_draft_lose_nothing(browser, live_server, clinician):
-    first = browser.new_context().new_page()
+@pytest.fixture
+def second_page(browser) -> Iterator[Page]:
+    context = browser.new_context()
+    yield context.new_page()
+    context.close()
+
+
+def test_two_tabs_editing_one_draft_lose_nothing(page, second_page, live_server, clinician):
+    first, second = page, second_page
     start_report(first, live_server.url)
     url = first.url
-    second = browser.new_context().new_page()
     sign_in(second, live_server.url, "clinician")
     second.goto(url)
 
@@ -123,4 +134,30 @@ def test_two_tabs_editing_one_draft_lose_nothing(browser, live_server, clinician
     second.get_by_role("button", name="Continue from your text").click()
     expect(second.get_by_label("Conclusion", exact=True)).to_have_value(
         "Written in the second tab."
+    )
+
+
+def test_an_expired_session_loses_no_text_and_saves_after_signing_in_again(
+    page, live_server, clinician
+):
+    start_report(page, live_server.url)
+    conclusion = page.get_by_label("Conclusion", exact=True)
+    conclusion.press_sequentially("Before expiry.", delay=5)
+    status = page.locator("#autosave-status")
+    expect(status).to_contain_text("saved automatically", timeout=10_000)
+    saved_before = status.inner_text()
+
+    Session.objects.all().delete()  # the server ends the session, as 15 idle minutes would
+    conclusion.press_sequentially(" After expiry.", delay=5)
+    expect(page.locator("#session-expired")).to_be_visible(timeout=10_000)
+    expect(conclusion).to_have_value("Before expiry. After expiry.")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in and save").click()
+
+    expect(page.locator("#session-expired")).to_be_hidden()
+    expect(status).not_to_have_text(saved_before, timeout=10_000)
+    expect(status).to_contain_text("saved automatically")
+    report = Report.objects.get()
+    assert report.versions.get(number=report.head).content["conclusion"] == (
+        "Before expiry. After expiry."
     )

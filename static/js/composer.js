@@ -61,6 +61,20 @@
     if (codeField) codeField.value = "";
   });
 
+  // After a conflicting edit, autosave stops: each further autosave would only add another
+  // conflict copy. Save still works and leads to the comparison.
+  var inConflict = false;
+  document.addEventListener("draft-conflict", function () { inConflict = true; });
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    if (inConflict && event.detail.elt.id === "report-form") event.preventDefault();
+  });
+
+  // After signing in again in place (static/js/session.js), save what was typed meanwhile.
+  document.addEventListener("session-restored", function () {
+    var form = document.getElementById("report-form");
+    if (form) form.dispatchEvent(new Event("change", { bubbles: true }));
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("[data-remove-code]");
     if (!button) return;
