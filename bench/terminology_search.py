@@ -209,10 +209,7 @@ def main() -> None:
             f"\nsynthetic scale-up: {stored:,} concepts in {time.monotonic() - started:.0f} s; "
             f"SNOMED CT now {snomed_terms:,} designations"
         )
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("ANALYZE terminology_searchterm")
-                cursor.execute("ANALYZE terminology_concept")
+        indexing.refresh_statistics()  # as an import does when it ends
         measure(client, "SNOMED CT scaled to 1.5 M designations")
 
 

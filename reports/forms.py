@@ -165,6 +165,8 @@ class ReportForm(forms.Form):
             results_interpreter=data["results_interpreter"] or "",
             conclusion=data["conclusion"],
             conclusion_codes=data["conclusion_codes"],
+            # Files are attached and removed by their own buttons, never by this form.
+            attachments=self.saved.attachments,
         )
 
     @classmethod

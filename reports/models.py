@@ -117,3 +117,31 @@ class ReportVersion(models.Model):
 
     def __str__(self) -> str:
         return f"Version {self.number} of report {self.report_id}"
+
+
+class Attachment(models.Model):
+    """A PDF attached to a report: exactly the bytes uploaded, checked and hashed.
+
+    Kept in the database beside the versions that name it (by SHA-256), so a draft, its history
+    and its files are saved, backed up and restored together; the size cap keeps each small.
+    Rows are never changed: removing a file from a draft is a new version that no longer names it.
+    """
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="attachments")
+    sha256 = models.CharField(max_length=64)
+    filename = models.CharField(max_length=255)
+    size = models.PositiveIntegerField()
+    page_count = models.PositiveIntegerField()
+    content = models.BinaryField()
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    uploaded_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["report", "sha256"], name="unique_report_attachment"),
+        ]
+
+    def __str__(self) -> str:
+        return self.filename

@@ -9,12 +9,15 @@ clinician can fix.
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Self
 
 from reports import clinikapi
+from reports.pdf_validation import MAX_ATTACHMENT_BYTES, human_size
 
 LOINC: Final = "http://loinc.org"
 SNOMED_CT: Final = "http://snomed.info/sct"
@@ -61,6 +64,7 @@ FIELD_ANCHORS: Final = {
     "results_interpreter": "div_id_results_interpreter",
     "conclusion": "conclusion-field",
     "conclusion_codes": "conclusion-codes-field",
+    "attachments": "attachments-field",
 }
 
 
@@ -72,6 +76,19 @@ class CodedConcept:
 
     def to_api(self) -> clinikapi.Code:
         return clinikapi.Code(self.system, self.code, self.display or None)
+
+
+@dataclass(frozen=True, slots=True)
+class AttachedFile:
+    """A PDF a version names; its bytes live in `reports.models.Attachment` under `sha256`."""
+
+    sha256: str
+    filename: str
+    size: int
+
+    @property
+    def title(self) -> str:
+        return self.filename.removesuffix(".pdf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +108,7 @@ class ReportContent:
     results_interpreter: str = ""
     conclusion: str = ""
     conclusion_codes: tuple[CodedConcept, ...] = field(default=())
+    attachments: tuple[AttachedFile, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -98,6 +116,7 @@ class ReportContent:
         data["result_ids"] = list(self.result_ids)
         data["specimen_ids"] = list(self.specimen_ids)
         data["conclusion_codes"] = [asdict(c) for c in self.conclusion_codes]
+        data["attachments"] = [asdict(a) for a in self.attachments]
         return data
 
     @classmethod
@@ -117,6 +136,7 @@ class ReportContent:
             results_interpreter=str(data.get("results_interpreter") or ""),
             conclusion=str(data.get("conclusion") or ""),
             conclusion_codes=tuple(CodedConcept(**c) for c in data.get("conclusion_codes") or ()),
+            attachments=tuple(AttachedFile(**a) for a in data.get("attachments") or ()),
         )
 
 
@@ -136,8 +156,23 @@ class Problem:
         return FIELD_ANCHORS.get(self.field, "report-form")
 
 
-def build_payload(content: ReportContent) -> dict[str, Any]:
-    """The exact JSON body `POST /v1/labs` would receive: only the fields that are set."""
+def build_payload(
+    content: ReportContent, *, file_bytes: Callable[[str], bytes] | None = None
+) -> dict[str, Any]:
+    """The exact JSON body `POST /v1/labs` would receive: only the fields that are set.
+
+    `file_bytes(sha256)` gives an attached PDF's bytes; without it the attachments are left out.
+    """
+    presented_form: tuple[clinikapi.Attachment, ...] = ()
+    if file_bytes is not None:
+        presented_form = tuple(
+            clinikapi.Attachment(
+                content_type="application/pdf",
+                title=item.title,
+                data=base64.b64encode(file_bytes(item.sha256)).decode("ascii"),
+            )
+            for item in content.attachments
+        )
     lab = clinikapi.NewLab(
         status=content.status,
         code=content.code.to_api() if content.code else "",
@@ -151,8 +186,22 @@ def build_payload(content: ReportContent) -> dict[str, Any]:
         performer=content.performer or None,
         results_interpreter=content.results_interpreter or None,
         specimen_ids=content.specimen_ids,
+        presented_form=presented_form,
     )
     return lab.to_payload()
+
+
+def elide_file_data(payload: dict[str, Any]) -> dict[str, Any]:
+    """The payload for showing on a page: each file's base64 replaced by its length."""
+    shown = dict(payload)
+    if "presentedForm" in shown:
+        shown["presentedForm"] = [
+            {**item, "data": f"<{len(item['data']):,} characters of base64>"}
+            if "data" in item
+            else item
+            for item in shown["presentedForm"]
+        ]
+    return shown
 
 
 def check_payload(content: ReportContent) -> list[Problem]:
@@ -204,6 +253,15 @@ def check_payload(content: ReportContent) -> list[Problem]:
             break
     if len({c.code for c in content.conclusion_codes}) != len(content.conclusion_codes):
         problems.append(Problem("conclusion_codes", "A conclusion code is chosen twice."))
+    total = sum(item.size for item in content.attachments)
+    if total > MAX_ATTACHMENT_BYTES:
+        problems.append(
+            Problem(
+                "attachments",
+                f"The attachments add up to {human_size(total, round_up=True)}; together they "
+                f"can be at most {human_size(MAX_ATTACHMENT_BYTES)} to fit ClinikAPI's limit.",
+            )
+        )
     return problems
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 
 from django.contrib.auth.models import User
@@ -15,8 +15,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from reports import clinikapi
-from reports.models import Report, ReportVersion, VersionKind
-from reports.payload import ReportContent
+from reports.models import Attachment, Report, ReportVersion, VersionKind
+from reports.payload import AttachedFile, ReportContent
+from reports.pdf_validation import MAX_ATTACHMENT_BYTES, PDFRejected, validate_pdf
 
 logger = logging.getLogger(__name__)
 
@@ -329,3 +330,77 @@ def _read_composer_options(*, patient_id: str) -> ComposerOptions:
         specimens=tuple(specimens),
         practitioners=tuple(practitioners),
     )
+
+
+# --- attachments -----------------------------------------------------------------------------
+
+
+class AttachmentRefused(Exception):
+    """The file cannot be attached; the message says why, for the clinician."""
+
+
+def attach_pdf(*, report_id: int, author: User, filename: str, data: bytes) -> ReportVersion:
+    """Check an uploaded PDF and add it to the current version of the draft, as a new version.
+
+    Adding a file changes nothing anyone typed, so it applies to whatever version is current
+    rather than to the one the page was loaded from. Raises AttachmentRefused, ReportNotEditable.
+    """
+    report = Report.objects.get(pk=report_id)
+    content = ReportContent.from_json(report.versions.get(number=report.head).content)
+    used = sum(item.size for item in content.attachments)
+    try:
+        # In a resource-limited child process (RELIABILITY FILE-03), outside any transaction.
+        checked = validate_pdf(data, filename=filename, max_bytes=MAX_ATTACHMENT_BYTES - used)
+    except PDFRejected as exc:
+        logger.info("Attachment refused for report %s: %s", report.pk, exc.code)
+        raise AttachmentRefused(str(exc)) from exc
+    if any(item.sha256 == checked.sha256 for item in content.attachments):
+        raise AttachmentRefused(f"{checked.filename} is attached to this report already.")
+    Attachment.objects.get_or_create(
+        report=report,
+        sha256=checked.sha256,
+        defaults={
+            "filename": checked.filename,
+            "size": checked.size,
+            "page_count": checked.page_count,
+            "content": data,
+            "uploaded_by": author,
+        },
+    )
+    attached = AttachedFile(checked.sha256, checked.filename, checked.size)
+    return _change_files(report_id=report.pk, author=author, add=attached)
+
+
+def remove_pdf(*, report_id: int, author: User, sha256: str) -> ReportVersion:
+    """A new version without the file (the file itself stays, for the history).
+
+    Raises ReportNotEditable.
+    """
+    return _change_files(report_id=report_id, author=author, remove=sha256)
+
+
+def _change_files(
+    *, report_id: int, author: User, add: AttachedFile | None = None, remove: str = ""
+) -> ReportVersion:
+    with transaction.atomic():
+        # Locked, so the version read here is still current when save_draft checks it.
+        report = Report.objects.select_for_update().get(pk=report_id)
+        content = ReportContent.from_json(report.versions.get(number=report.head).content)
+        files = [item for item in content.attachments if item.sha256 != remove]
+        if add is not None and all(item.sha256 != add.sha256 for item in files):
+            files.append(add)
+        return save_draft(
+            report_id=report.pk,
+            author=author,
+            base_version=report.head,
+            content=replace(content, attachments=tuple(files)),
+        )
+
+
+def attachment_bytes(report: Report) -> Callable[[str], bytes]:
+    """Reads an attached file's bytes by SHA-256, for building the payload."""
+
+    def read(sha256: str) -> bytes:
+        return bytes(report.attachments.values_list("content", flat=True).get(sha256=sha256))
+
+    return read

@@ -26,5 +26,16 @@ urlpatterns = [
         views.report_conflict,
         name="conflict",
     ),
+    path("reports/<int:report_id>/attachments/", views.attachment_add, name="attachment_add"),
+    path(
+        "reports/<int:report_id>/attachments/<str:sha256>/",
+        views.attachment_download,
+        name="attachment",
+    ),
+    path(
+        "reports/<int:report_id>/attachments/<str:sha256>/remove/",
+        views.attachment_remove,
+        name="attachment_remove",
+    ),
     path("reports/<int:report_id>/payload.json", views.report_payload, name="payload"),
 ]

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -31,7 +32,9 @@ from reports.payload import (
     ReportContent,
     build_payload,
     check_payload,
+    elide_file_data,
 )
+from reports.pdf_validation import MAX_ATTACHMENT_BYTES, human_size
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -209,7 +212,7 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         "form": form,
         "options": options,
         "encounter_changed": form.cleaned_data["encounter"] != saved.encounter_id,
-        **_preview(ReportContent.from_json(version.content)),
+        **_preview(report, ReportContent.from_json(version.content)),
     }
     return render(request, "reports/_autosaved.html", context)
 
@@ -251,19 +254,21 @@ def _composer_context(
             {"code": code, "display": displays.get(("snomed", code), code), "system": SNOMED_CT}
             for code in chosen_codes
         ],
-        **_preview(saved),
+        **_preview(report, saved),
     }
 
 
-def _preview(content: ReportContent) -> dict[str, object]:
-    payload = build_payload(content)
+def _preview(report: Report, content: ReportContent) -> dict[str, object]:
+    payload = build_payload(content, file_bytes=services.attachment_bytes(report))
     problems = check_payload(content)
     by_field = {p.field: p for p in problems}
     return {
-        "payload_json": json.dumps(payload, indent=2, ensure_ascii=False),
+        "payload_json": json.dumps(elide_file_data(payload), indent=2, ensure_ascii=False),
         "problems": problems,
         "problems_by_field": by_field,
         "field_problems": [(name, by_field.get(name)) for name in FIELD_LABELS],
+        "attached": content.attachments,
+        "max_attachment": human_size(MAX_ATTACHMENT_BYTES),
     }
 
 
@@ -333,4 +338,84 @@ def report_payload(request: HtmxHttpRequest, report_id: int) -> JsonResponse:
     """The exact body `POST /v1/labs` would receive for the current version."""
     report = _own_report(request, report_id)
     head = report.versions.get(number=report.head)
-    return JsonResponse(build_payload(ReportContent.from_json(head.content)))
+    content = ReportContent.from_json(head.content)
+    return JsonResponse(build_payload(content, file_bytes=services.attachment_bytes(report)))
+
+
+# --- attachments ---------------------------------------------------------------------------
+
+
+@require_POST
+@permission_required("reports.compose_report", raise_exception=True)
+def attachment_add(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    report = _own_report(request, report_id)
+    upload = request.FILES.get("file")
+    error = None
+    if upload is None:
+        error = "Choose a PDF file to attach."
+    elif upload.size is not None and upload.size > MAX_ATTACHMENT_BYTES:
+        # Refused before reading it; the validator would say the same.
+        error = (
+            f"This file is {human_size(upload.size, round_up=True)}; attachments can be at most "
+            f"{human_size(MAX_ATTACHMENT_BYTES)} so the report fits ClinikAPI's 1 MiB limit."
+        )
+    else:
+        try:
+            services.attach_pdf(
+                report_id=report.pk,
+                author=request.user,
+                filename=upload.name or "",
+                data=upload.read(),
+            )
+        except (services.AttachmentRefused, services.ReportNotEditable) as exc:
+            error = str(exc)
+    return _attachments_changed(request, report, error)
+
+
+@require_POST
+@permission_required("reports.compose_report", raise_exception=True)
+def attachment_remove(request: HtmxHttpRequest, report_id: int, sha256: str) -> HttpResponse:
+    report = _own_report(request, report_id)
+    error = None
+    try:
+        services.remove_pdf(report_id=report.pk, author=request.user, sha256=sha256)
+    except services.ReportNotEditable as exc:
+        error = str(exc)
+    return _attachments_changed(request, report, error)
+
+
+def _attachments_changed(
+    request: HtmxHttpRequest, report: Report, error: str | None
+) -> HttpResponse:
+    """htmx: the attachments region, the new base version and the preview; others: the page."""
+    if not request.htmx:
+        if error:
+            messages.error(request, error)
+        return redirect(report.get_absolute_url())
+    report.refresh_from_db()
+    head = report.versions.get(number=report.head)
+    context = {
+        "report": report,
+        "head": head,
+        "attachment_error": error,
+        **_preview(report, ReportContent.from_json(head.content)),
+    }
+    return render(
+        request, "reports/_attachments_changed.html", context, status=422 if error else 200
+    )
+
+
+@require_GET
+@permission_required("reports.compose_report", raise_exception=True)
+def attachment_download(request: HtmxHttpRequest, report_id: int, sha256: str) -> HttpResponse:
+    """The file exactly as uploaded, only ever as a download (RELIABILITY FILE-04)."""
+    report = _own_report(request, report_id)
+    attachment = get_object_or_404(report.attachments, sha256=sha256)
+    response = HttpResponse(bytes(attachment.content), content_type="application/pdf")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=attachment.filename
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    response["Cache-Control"] = "no-store"
+    return response

@@ -14,6 +14,10 @@ The ranking is decided here, once, at write time. Every designation gets a 63-bi
     bits 8-39   concept id
     bits 0-7    ordinal     which designation of the concept
 
+On PostgreSQL the key's top bits (partition and inactive bit, `key >> MARKER_SHIFT`) are also
+stored as a marker lexeme "~N" in the row's tsvector, so that the GIN index can restrict a
+match to the searched partitions (migration 0003).
+
 A search asks the index for the matching keys inside a partition's key range in ascending
 order and stops after a capped number: those first keys *are* the best matches in ranking order,
 so the cap never hides a better match however common the typed prefix is.
@@ -40,6 +44,7 @@ _SYSTEM_BITS = {LOINC: 0, SNOMED: 1}
 _OTHER_SYSTEM = 3
 PARTITION_SHIFT = 60
 INACTIVE_BIT = 1 << 59
+MARKER_SHIFT = 59
 SYNONYM_BIT = 1 << 58
 RANK_SHIFT = 47
 RANK_MAX = 2047
@@ -250,3 +255,18 @@ def reindex(concepts: Iterable[Concept]) -> None:
     changed)."""
     with transaction.atomic():
         _replace_index_rows(concepts)
+
+
+def refresh_statistics() -> None:
+    """After a large load on PostgreSQL: fold the GIN index's pending list into the index and
+    refresh the planner's statistics.
+
+    Until then every search reads the whole pending list (~5 ms at 104 k rows) and the planner
+    estimates from the old table size; autovacuum would get there, but only some time later.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT gin_clean_pending_list('terminology_searchterm_vector_gin')")
+        cursor.execute("ANALYZE terminology_searchterm")
+        cursor.execute("ANALYZE terminology_concept")

@@ -64,6 +64,7 @@ def import_records(
             concept_count=count,
             imported_at=timezone.now(),
         )
+    indexing.refresh_statistics()
     return count
 
 

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 
 from terminology import indexing
 from terminology.models import LOINC, SNOMED, Concept
@@ -22,6 +23,9 @@ MIN_CHARACTERS = 3
 # How many index rows are read per partition: enough for the deduplication of several
 # designations of one concept, few enough that "blo" over 1.5 M rows stays a few milliseconds.
 CANDIDATES = 200
+# PostgreSQL: how many matches the GIN index may return before a query counts as a common
+# prefix and is answered by walking the key order instead (see `_postgresql_keys`).
+PROBE_CAP = 5000
 MAX_LIMIT = 50
 # Longer input is cut, not refused: nobody types more, and a pasted essay must still answer.
 MAX_QUERY_CHARACTERS = 200
@@ -98,28 +102,59 @@ def _matching_concepts(words: list[str], ranges: list[tuple[int, int]]) -> list[
     keys: list[int] = []
     with connection.cursor() as cursor:
         for low, high in ranges:
-            sql, params = _prefix_query(words, low, high)
-            cursor.execute(sql, params)
-            keys.extend(key for (key,) in cursor.fetchall())
+            if connection.vendor == "postgresql":
+                keys.extend(_postgresql_keys(cursor, words, low, high))
+            else:
+                keys.extend(_sqlite_keys(cursor, words, low, high))
     keys.sort(key=indexing.order_of)
     return [indexing.concept_id_of(key) for key in keys]
 
 
-def _prefix_query(words: list[str], low: int, high: int) -> tuple[str, list[str | int]]:
-    # The words hold only letters and digits (normalise), so quoting them is all the escaping
-    # the query languages need; they still travel as parameters.
-    if connection.vendor == "postgresql":
-        tsquery = " & ".join(f"'{word}':*" for word in words)
-        return (
-            "SELECT key FROM terminology_searchterm"
-            " WHERE to_tsvector('simple'::regconfig, words) @@ to_tsquery('simple'::regconfig, %s)"
-            " AND key BETWEEN %s AND %s ORDER BY key LIMIT %s",
-            [tsquery, low, high, CANDIDATES],
-        )
-    match = " ".join(f'"{word}"*' for word in words)
-    return (
+# The words hold only letters and digits (normalise), so quoting them is all the escaping the
+# query languages need; they still travel as parameters.
+
+
+def _sqlite_keys(cursor: CursorWrapper, words: list[str], low: int, high: int) -> list[int]:
+    # FTS5 walks the matching rowids (keys) in order inside the range and stops at the cap;
+    # migration 0003 gives it prefix indexes for 1 to 6 characters, so short and two-word
+    # queries read one doclist per word instead of merging every word with that prefix.
+    cursor.execute(
         "SELECT rowid FROM terminology_searchterm_fts"
         " WHERE terminology_searchterm_fts MATCH %s AND rowid BETWEEN %s AND %s"
         " ORDER BY rowid LIMIT %s",
-        [match, low, high, CANDIDATES],
+        [" ".join(f'"{word}"*' for word in words), low, high, CANDIDATES],
     )
+    return [key for (key,) in cursor.fetchall()]
+
+
+def _postgresql_keys(cursor: CursorWrapper, words: list[str], low: int, high: int) -> list[int]:
+    # A GIN index cannot return rows in key order, and the planner cannot tell "zzq" (nothing)
+    # from "blo" (thousands) before it runs, so the search asks twice at most:
+    # 1. the GIN index, for at most PROBE_CAP matches of the partition (its marker lexeme is in
+    #    the query, see migration 0003); fewer than the cap is every match, and the best
+    #    CANDIDATES of them are the answer — rare words, long prefixes, most two-word queries;
+    # 2. at the cap the matches are dense, so walking the primary key from the range's start
+    #    reaches CANDIDATES matches after a few thousand rows. `ts_match_vq` is the `@@`
+    #    operator as a plain function, which the planner cannot answer with the GIN index:
+    #    it keeps this an ordered walk instead of a bitmap of every match and a sort.
+    words_query = " & ".join(f"'{word}':*" for word in words)
+    first, last = low >> indexing.MARKER_SHIFT, high >> indexing.MARKER_SHIFT
+    markers = " | ".join(f"'~{marker}'" for marker in range(first, last + 1))
+    cursor.execute(
+        "SELECT key, count(*) OVER () FROM ("
+        " SELECT key FROM terminology_searchterm"
+        " WHERE search_vector @@ (to_tsquery('simple'::regconfig, %s) && %s::tsquery)"
+        " LIMIT %s"
+        ") AS probe ORDER BY key LIMIT %s",
+        [words_query, markers, PROBE_CAP, CANDIDATES],
+    )
+    rows = cursor.fetchall()
+    if not rows or rows[0][1] < PROBE_CAP:
+        return [key for key, _ in rows]
+    cursor.execute(
+        "SELECT key FROM terminology_searchterm WHERE key BETWEEN %s AND %s"
+        " AND ts_match_vq(search_vector, to_tsquery('simple'::regconfig, %s))"
+        " ORDER BY key LIMIT %s",
+        [low, high, words_query, CANDIDATES],
+    )
+    return [key for (key,) in cursor.fetchall()]

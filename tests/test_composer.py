@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import functools
+import hashlib
 import json
 import re
 import socket
 
 import pytest
 from django.core.cache import cache
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from reports import clinikapi, services
@@ -16,6 +20,7 @@ from reports.payload import ReportContent
 from reports.sandbox.seed import FIXED_PATIENT_ID
 from terminology import loading
 from tests.conftest import make_user
+from tests.pdfs import samples
 
 pytestmark = pytest.mark.django_db
 
@@ -307,3 +312,120 @@ def test_the_payload_of_a_saved_version_is_valid_json_for_the_api(clinician_clie
 
     assert response["Content-Type"] == "application/json"
     assert json.loads(response.content) == {"patientId": FIXED_PATIENT_ID}
+
+
+# --- attachments -----------------------------------------------------------------------------
+
+
+@functools.cache
+def corpus() -> tuple[dict[str, samples.Sample], dict[str, tuple[samples.Sample, int]]]:
+    return samples.hostile_samples(), samples.clean_samples()
+
+
+def a_pdf(name: str = "single text page") -> bytes:
+    return corpus()[1][name][0].data
+
+
+def upload(client, report: Report, data: bytes, name: str = "cbc-report.pdf", **headers: str):
+    return client.post(
+        reverse("reports:attachment_add", args=[report.pk]),
+        {"file": SimpleUploadedFile(name, data, content_type="application/pdf")},
+        headers=headers,
+    )
+
+
+def test_a_clean_pdf_is_attached_with_name_size_and_hash(clinician_client, report):
+    data = a_pdf("five pages")
+
+    response = upload(clinician_client, report, data, **{"HX-Request": "true"})
+
+    page = response.content.decode()
+    digest = hashlib.sha256(data).hexdigest()
+    report.refresh_from_db()
+    assert response.status_code == 200
+    assert "cbc-report.pdf" in page and digest in page
+    assert report.versions.get(number=report.head).content["attachments"] == [
+        {"sha256": digest, "filename": "cbc-report.pdf", "size": len(data)}
+    ]
+    assert 'id="id_base_version" hx-swap-oob="true"' in page
+
+
+def test_a_hostile_pdf_is_refused_with_a_clear_message_and_nothing_kept(clinician_client, report):
+    hostile = corpus()[0]["javascript in the open action"].data
+
+    response = upload(clinician_client, report, hostile, **{"HX-Request": "true"})
+
+    assert response.status_code == 422
+    assert "JavaScript" in response.content.decode()
+    assert report.versions.count() == 1 and not report.attachments.exists()
+
+
+def test_a_file_over_the_cap_is_refused_naming_the_limit(clinician_client, report):
+    response = upload(clinician_client, report, b"%PDF-" + b"0" * 800_000, **{"HX-Request": "true"})
+
+    assert response.status_code == 422
+    assert "at most 712 KB" in response.content.decode()
+
+
+def test_the_payload_carries_the_pdf_as_base64_presented_form(clinician_client, report):
+    data = a_pdf()
+    upload(clinician_client, report, data)
+
+    body = clinician_client.get(reverse("reports:payload", args=[report.pk])).json()
+
+    assert body["presentedForm"] == [
+        {
+            "contentType": "application/pdf",
+            "title": "cbc-report",
+            "data": base64.b64encode(data).decode(),
+        }
+    ]
+
+
+def test_typing_after_attaching_keeps_the_attachment(clinician_client, report):
+    upload(clinician_client, report, a_pdf())
+
+    clinician_client.post(edit_url(report), form_data(2, conclusion="Text after the file."))
+
+    report.refresh_from_db()
+    content = report.versions.get(number=report.head).content
+    assert content["conclusion"] == "Text after the file." and len(content["attachments"]) == 1
+
+
+def test_removing_a_file_makes_a_version_without_it_and_keeps_the_file(clinician_client, report):
+    data = a_pdf()
+    upload(clinician_client, report, data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    clinician_client.post(reverse("reports:attachment_remove", args=[report.pk, digest]))
+
+    report.refresh_from_db()
+    assert report.versions.get(number=report.head).content["attachments"] == []
+    assert report.attachments.filter(sha256=digest).exists()  # older versions still name it
+
+
+def test_a_download_is_the_exact_file_served_only_as_an_attachment(clinician_client, report):
+    data = a_pdf()
+    upload(clinician_client, report, data)
+
+    response = clinician_client.get(
+        reverse("reports:attachment", args=[report.pk, hashlib.sha256(data).hexdigest()])
+    )
+
+    assert response.content == data
+    assert response["Content-Disposition"] == 'attachment; filename="cbc-report.pdf"'
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Content-Security-Policy"] == "sandbox; default-src 'none'"
+    assert "no-store" in response["Cache-Control"]
+
+
+def test_another_clinician_cannot_download_the_file(client, clinician_client, report):
+    data = a_pdf()
+    upload(clinician_client, report, data)
+    client.force_login(make_user("other", "Clinician"))
+
+    response = client.get(
+        reverse("reports:attachment", args=[report.pk, hashlib.sha256(data).hexdigest()])
+    )
+
+    assert response.status_code == 404

@@ -14,6 +14,7 @@ from reports.sandbox.seed import FIXED_PATIENT_ID
 from terminology import loading
 from tests.browser import sign_in
 from tests.conftest import PASSWORD
+from tests.pdfs import samples
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -161,3 +162,25 @@ def test_an_expired_session_loses_no_text_and_saves_after_signing_in_again(
     assert report.versions.get(number=report.head).content["conclusion"] == (
         "Before expiry. After expiry."
     )
+
+
+def test_a_hostile_pdf_is_refused_with_a_clear_message_and_a_clean_one_attached(
+    page, live_server, clinician, tmp_path
+):
+    hostile = samples.hostile_samples()["javascript in the open action"].data
+    clean = samples.clean_samples()["single text page"][0].data
+    (tmp_path / "results.pdf").write_bytes(hostile)
+    (tmp_path / "cbc.pdf").write_bytes(clean)
+    start_report(page, live_server.url)
+    page.get_by_label("Conclusion", exact=True).fill("Typed before attaching.")
+
+    page.get_by_label("Attach a PDF").set_input_files(tmp_path / "results.pdf")
+    page.get_by_role("button", name="Attach", exact=True).click()
+    expect(page.locator("#attachment-error")).to_contain_text("JavaScript")
+    page.get_by_label("Attach a PDF").set_input_files(tmp_path / "cbc.pdf")
+    page.get_by_role("button", name="Attach", exact=True).click()
+
+    expect(page.locator("#attachments-table")).to_contain_text("cbc.pdf")
+    expect(page.locator("#attachment-error")).to_have_count(0)
+    expect(page.get_by_label("Conclusion", exact=True)).to_have_value("Typed before attaching.")
+    expect(page.locator("#preview-json")).to_contain_text("characters of base64")

@@ -86,6 +86,31 @@ def test_rank_beats_length_and_shorter_terms_come_first_among_equals(db):
     assert codes(LOINC, "kiwi") == ["1-1", "3-3", "4-4", "2-2"]
 
 
+def test_a_common_prefix_gives_the_same_ranking_when_the_capped_probe_overflows(db, monkeypatch):
+    indexing.store_concepts(
+        LOINC,
+        [
+            ConceptRecord("1-1", "Kiwi long name ranked", in_scope=True, rank=5),
+            ConceptRecord("2-2", "Kiwi short", in_scope=True),
+            ConceptRecord("3-3", "Kiwi shortest", in_scope=True, rank=9),
+            ConceptRecord("4-4", "Kiwi", in_scope=True),
+            ConceptRecord("5-5", "Kiwi retired", active=False, in_scope=True),
+            ConceptRecord("6-6", "Kiwi other scope", in_scope=False),
+        ],
+    )
+    monkeypatch.setattr(search, "PROBE_CAP", 2)  # PostgreSQL then walks the key order
+
+    assert codes(LOINC, "kiwi") == ["1-1", "3-3", "4-4", "2-2"]
+    assert codes(LOINC, "kiwi", all_scopes=True, include_inactive=True) == [
+        "1-1",
+        "3-3",
+        "4-4",
+        "2-2",
+        "6-6",
+        "5-5",
+    ]
+
+
 def test_matching_ignores_case_and_accents_on_both_sides(starter):
     assert codes(SNOMED, "ANÉMIA")[0] == "271737000"
     assert codes(SNOMED, "anemia")[0] == "271737000"
