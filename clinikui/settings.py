@@ -276,5 +276,6 @@ LOGGING: dict[str, Any] = {
         # httpx and httpcore log every request line at DEBUG/INFO; our client logs what matters.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        "pikepdf": {"level": "WARNING"},
     },
 }

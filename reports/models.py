@@ -145,3 +145,43 @@ class Attachment(models.Model):
 
     def __str__(self) -> str:
         return self.filename
+
+
+class AuditHead(models.Model):
+    """The newest link of the audit chain: one row, locked while an event is appended, so that
+    events get consecutive numbers and each hashes its predecessor even under concurrency."""
+
+    seq = models.PositiveBigIntegerField(default=0)
+    hash = models.CharField(max_length=64, default="0" * 64)
+
+    def __str__(self) -> str:
+        return f"Audit head at {self.seq}"
+
+
+class AuditEvent(models.Model):
+    """One state-changing or security action, append-only and hash-chained.
+
+    Written in the same transaction as the change it records (RELIABILITY AU-01); the database
+    refuses to update it (and, on PostgreSQL, to delete it) through triggers (AU-03); `hash` is
+    SHA-256 of the previous hash and this row's canonical form (AU-04), checked by
+    `manage.py verify_audit`. Details hold ids and kinds only, never patient data or free text.
+    """
+
+    seq = models.PositiveBigIntegerField(unique=True)
+    # Taken from the database clock inside the transaction, never from a client (AU-02).
+    at = models.DateTimeField()
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, related_name="+"
+    )
+    action = models.CharField(max_length=64)
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, null=True, related_name="+")
+    version = models.PositiveIntegerField(null=True)
+    details = models.JSONField(default=dict)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64, unique=True)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return f"{self.seq} {self.action}"

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from reports import clinikapi
+from reports import audit, clinikapi
 from reports.models import Attachment, Report, ReportVersion, VersionKind
 from reports.payload import AttachedFile, ReportContent
 from reports.pdf_validation import MAX_ATTACHMENT_BYTES, PDFRejected, validate_pdf
@@ -200,6 +200,7 @@ def start_report(*, author: User, patient_id: str) -> Report:
             content=ReportContent(patient_id=patient.id).to_json(),
             author=author,
         )
+        audit.record("draft.started", actor=author, report=report, version=1)
     return report
 
 
@@ -219,8 +220,11 @@ def save_draft(
     base_version: int,
     content: ReportContent,
     kind: VersionKind = VersionKind.SAVED,
+    action: str = "",
 ) -> ReportVersion:
     """Add a version with `content`, unless it says exactly what the current version says.
+
+    `action` names the change in the audit trail (default: from `kind`).
 
     `base_version` is the version the editor started from; if the report has moved on since,
     the content is kept as a conflict copy and DraftConflict is raised (RELIABILITY CON-01).
@@ -250,6 +254,17 @@ def save_draft(
             report.head = number
         report.updated_at = timezone.now()
         report.save(update_fields=["head", "updated_at"])
+        # draft.saved, draft.autosaved, draft.restored, or the caller's name for the change.
+        event = action or f"draft.{VersionKind(kind).value}"
+        if is_stale:
+            event = "draft.conflict_kept"
+        audit.record(
+            event,
+            actor=author,
+            report=report,
+            version=number,
+            based_on=base_version,
+        )
     if is_stale:
         # Raised after the commit, so the losing text is kept, never dropped.
         raise DraftConflict(current=head, kept=version)
@@ -368,7 +383,9 @@ def attach_pdf(*, report_id: int, author: User, filename: str, data: bytes) -> R
         },
     )
     attached = AttachedFile(checked.sha256, checked.filename, checked.size)
-    return _change_files(report_id=report.pk, author=author, add=attached)
+    return _change_files(
+        report_id=report.pk, author=author, add=attached, action="attachment.added"
+    )
 
 
 def remove_pdf(*, report_id: int, author: User, sha256: str) -> ReportVersion:
@@ -376,11 +393,18 @@ def remove_pdf(*, report_id: int, author: User, sha256: str) -> ReportVersion:
 
     Raises ReportNotEditable.
     """
-    return _change_files(report_id=report_id, author=author, remove=sha256)
+    return _change_files(
+        report_id=report_id, author=author, remove=sha256, action="attachment.removed"
+    )
 
 
 def _change_files(
-    *, report_id: int, author: User, add: AttachedFile | None = None, remove: str = ""
+    *,
+    report_id: int,
+    author: User,
+    action: str,
+    add: AttachedFile | None = None,
+    remove: str = "",
 ) -> ReportVersion:
     with transaction.atomic():
         # Locked, so the version read here is still current when save_draft checks it.
@@ -394,6 +418,7 @@ def _change_files(
             author=author,
             base_version=report.head,
             content=replace(content, attachments=tuple(files)),
+            action=action,
         )
 
 

@@ -1,0 +1,46 @@
+"""Security events into the audit trail (RELIABILITY AU-05): sign-ins, failures, sign-outs.
+
+Signals are the only hook Django's authentication offers for these; no business flow runs here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
+from django.db import transaction
+from django.dispatch import receiver
+from django.http import HttpRequest
+
+from reports import audit
+
+
+def _client_ip(request: HttpRequest | None) -> str:
+    return str(request.META.get("REMOTE_ADDR", "")) if request is not None else ""
+
+
+@receiver(user_logged_in)
+def record_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
+    with transaction.atomic():
+        audit.record("auth.signed_in", actor=user, ip=_client_ip(request))
+
+
+@receiver(user_logged_out)
+def record_sign_out(sender: Any, request: HttpRequest, user: User | None, **kwargs: Any) -> None:
+    with transaction.atomic():
+        audit.record("auth.signed_out", actor=user, ip=_client_ip(request))
+
+
+@receiver(user_login_failed)
+def record_failed_sign_in(
+    sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any
+) -> None:
+    # The username tried is kept (it says whom an attack aimed at); the password never is.
+    with transaction.atomic():
+        audit.record(
+            "auth.sign_in_failed",
+            actor=None,
+            username=str(credentials.get("username", ""))[:150],
+            ip=_client_ip(request),
+        )
