@@ -206,15 +206,25 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     if not is_autosave:
         messages.success(request, f"Saved as version {version.number}.")
         return redirect_after_post(request, report.get_absolute_url())
+    content = ReportContent.from_json(version.content)
     context = {
         "report": report,
         "head": version,
         "form": form,
         "options": options,
         "encounter_changed": form.cleaned_data["encounter"] != saved.encounter_id,
-        **_preview(report, ReportContent.from_json(version.content)),
+        # The category was left empty and suggested from the report code: show the suggestion.
+        "category_widget": _category_widget(content)
+        if content.category != form.cleaned_data["category"]
+        else None,
+        **_preview(report, content),
     }
     return render(request, "reports/_autosaved.html", context)
+
+
+def _category_widget(content: ReportContent) -> str:
+    form = ReportForm(initial={"category": content.category}, options=None, saved=content)
+    return form["category"].as_widget(attrs={"class": "form-select", "hx-swap-oob": "true"})
 
 
 def _composer_context(

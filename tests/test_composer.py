@@ -133,6 +133,20 @@ def test_autosave_refreshes_the_results_when_the_encounter_changes(clinician_cli
     assert others and page.index(others[0].id) > page.index('id="other-results-table"')
 
 
+def test_autosave_shows_the_category_suggested_from_the_report_code(
+    clinician_client, report, starter_terminology
+):
+    response = clinician_client.post(
+        edit_url(report),
+        form_data(1, report_code="58410-2", autosave="1"),
+        headers={"HX-Request": "true"},
+    )
+
+    page = response.content.decode()
+    assert re.search(r'<select name="category"[^>]*hx-swap-oob="true"', page)
+    assert '<option value="LAB" selected>' in page
+
+
 def test_autosave_answers_with_the_new_version_and_preview(clinician_client, report):
     response = clinician_client.post(
         edit_url(report),
