@@ -133,6 +133,24 @@ def measure(client: Client, label: str) -> None:
     )
     with_few = [search.search(LOINC, q) for q in ("ab", "é", "")]
     assert with_few == [[], [], []]
+    print(f"index size: {index_size()}; load average {os.getloadavg()[0]:.2f}")
+
+
+def index_size() -> str:
+    """The search index's size on disk (PostgreSQL: GIN index and the table with its vectors)."""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT pg_relation_size('terminology_searchterm_vector_gin'),"
+                " pg_table_size('terminology_searchterm')"
+            )
+            gin, table = cursor.fetchone()
+            return f"GIN {gin / 2**20:.0f} MB, terminology_searchterm table {table / 2**20:.0f} MB"
+        cursor.execute(
+            "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'terminology_searchterm_fts%'"
+        )
+        (fts,) = cursor.fetchone()
+        return f"FTS5 {(fts or 0) / 2**20:.0f} MB"
 
 
 def run_import(*args: str) -> tuple[float, float]:
@@ -176,6 +194,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     for model in (SearchTerm, Concept, LocalSynonym, ImportRecord):
         model.objects.all().delete()
+    print(f"load average at start {os.getloadavg()[0]:.2f}")
     user, _ = User.objects.get_or_create(username="bench")
     client = Client()
     client.force_login(user)

@@ -10,6 +10,7 @@ clinician can fix.
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -191,15 +192,18 @@ def build_payload(
     return lab.to_payload()
 
 
-def elide_file_data(payload: dict[str, Any]) -> dict[str, Any]:
-    """The payload for showing on a page: each file's base64 replaced by its length."""
-    shown = dict(payload)
-    if "presentedForm" in shown:
+def preview_payload(content: ReportContent) -> dict[str, Any]:
+    """The body as a page shows it: each file's base64 replaced by its length, which follows
+    from the file's size, so showing it reads no file at all."""
+    shown = build_payload(content)
+    if content.attachments:
         shown["presentedForm"] = [
-            {**item, "data": f"<{len(item['data']):,} characters of base64>"}
-            if "data" in item
-            else item
-            for item in shown["presentedForm"]
+            {
+                "contentType": "application/pdf",
+                "title": item.title,
+                "data": f"<{4 * math.ceil(item.size / 3):,} characters of base64>",
+            }
+            for item in content.attachments
         ]
     return shown
 

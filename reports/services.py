@@ -423,9 +423,15 @@ def _change_files(
 
 
 def attachment_bytes(report: Report) -> Callable[[str], bytes]:
-    """Reads an attached file's bytes by SHA-256, for building the payload."""
+    """Reads the report's attached files (one query, on first use) by SHA-256."""
+    files: dict[str, bytes] = {}
 
     def read(sha256: str) -> bytes:
-        return bytes(report.attachments.values_list("content", flat=True).get(sha256=sha256))
+        if not files:
+            files.update(
+                (digest, bytes(content))
+                for digest, content in report.attachments.values_list("sha256", "content")
+            )
+        return files[sha256]
 
     return read

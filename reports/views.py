@@ -32,7 +32,7 @@ from reports.payload import (
     ReportContent,
     build_payload,
     check_payload,
-    elide_file_data,
+    preview_payload,
 )
 from reports.pdf_validation import MAX_ATTACHMENT_BYTES, human_size
 
@@ -269,11 +269,10 @@ def _composer_context(
 
 
 def _preview(report: Report, content: ReportContent) -> dict[str, object]:
-    payload = build_payload(content, file_bytes=services.attachment_bytes(report))
     problems = check_payload(content)
     by_field = {p.field: p for p in problems}
     return {
-        "payload_json": json.dumps(elide_file_data(payload), indent=2, ensure_ascii=False),
+        "payload_json": json.dumps(preview_payload(content), indent=2, ensure_ascii=False),
         "problems": problems,
         "problems_by_field": by_field,
         "field_problems": [(name, by_field.get(name)) for name in FIELD_LABELS],

@@ -14,9 +14,10 @@ The ranking is decided here, once, at write time. Every designation gets a 63-bi
     bits 8-39   concept id
     bits 0-7    ordinal     which designation of the concept
 
-On PostgreSQL the key's top bits (partition and inactive bit, `key >> MARKER_SHIFT`) are also
-stored as a marker lexeme "~N" in the row's tsvector, so that the GIN index can restrict a
-match to the searched partitions (migration 0003).
+On PostgreSQL the row's tsvector (`search_vector`) holds every word and its prefixes of 1 to
+`PREFIX_LENGTH` characters, each tagged with the key's top bits (partition and inactive bit,
+`key >> MARKER_SHIFT`) as "N~prefix": a typed word of up to 6 characters is then one exact
+lexeme whose GIN posting list holds only the searched partition (migration 0004).
 
 A search asks the index for the matching keys inside a partition's key range in ascending
 order and stops after a capped number: those first keys *are* the best matches in ranking order,
@@ -53,6 +54,8 @@ LENGTH_MAX = 127
 CONCEPT_SHIFT = 8
 CONCEPT_MASK = (1 << 32) - 1
 MAX_DESIGNATIONS = 256
+# PostgreSQL: word prefixes up to this length are stored as lexemes (migration 0004 agrees).
+PREFIX_LENGTH = 6
 PARTITION_SPAN = 1 << PARTITION_SHIFT
 
 
@@ -186,6 +189,10 @@ _UPSERT_CONCEPT = (
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
 )
 _INSERT_TERM = "INSERT INTO terminology_searchterm (key, concept_id, words) VALUES (%s, %s, %s)"
+_INSERT_TERM_WITH_VECTOR = (
+    "INSERT INTO terminology_searchterm (key, concept_id, words, search_vector)"
+    " VALUES (%s, %s, %s, %s::tsvector)"
+)
 _INSERT_FTS = "INSERT INTO terminology_searchterm_fts (rowid, words) VALUES (%s, %s)"
 
 
@@ -244,10 +251,35 @@ def _replace_index_rows(concepts: Iterable[Concept]) -> None:
         row for c in concepts for row in _index_rows(c, local.get((c.system, c.code), []))
     )
     with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.executemany(
+                _INSERT_TERM_WITH_VECTOR,
+                [(key, pk, words, search_vector(key, words)) for key, pk, words in rows],
+            )
+            return
         cursor.executemany(_INSERT_TERM, rows)
         if connection.vendor == "sqlite":
             # See migration 0002: FTS5 takes rows fastest in rowid order.
             cursor.executemany(_INSERT_FTS, [(key, words) for key, _, words in rows])
+
+
+def lexeme(marker: int, text: str) -> str:
+    """PostgreSQL: a word or word prefix as stored for rows whose key has this marker."""
+    return f"{marker}~{text}"
+
+
+def search_vector(key: int, words: str) -> str:
+    """PostgreSQL: the row's `search_vector` as tsvector text (migration 0004 builds the same).
+
+    Every word and its prefixes of 1 to PREFIX_LENGTH characters, tagged with the key's marker.
+    The words hold only letters and digits, so quoting each lexeme is all the escaping needed.
+    """
+    marker = key >> MARKER_SHIFT
+    texts = set()
+    for word in words.split():
+        texts.add(word)
+        texts.update(word[:length] for length in range(1, PREFIX_LENGTH + 1))
+    return " ".join(f"'{lexeme(marker, text)}'" for text in texts)
 
 
 def reindex(concepts: Iterable[Concept]) -> None:

@@ -130,31 +130,40 @@ def _sqlite_keys(cursor: CursorWrapper, words: list[str], low: int, high: int) -
 def _postgresql_keys(cursor: CursorWrapper, words: list[str], low: int, high: int) -> list[int]:
     # A GIN index cannot return rows in key order, and the planner cannot tell "zzq" (nothing)
     # from "blo" (thousands) before it runs, so the search asks twice at most:
-    # 1. the GIN index, for at most PROBE_CAP matches of the partition (its marker lexeme is in
-    #    the query, see migration 0003); fewer than the cap is every match, and the best
-    #    CANDIDATES of them are the answer — rare words, long prefixes, most two-word queries;
+    # 1. the GIN index, for at most PROBE_CAP matches; fewer than the cap is every match, and
+    #    the best CANDIDATES of them are the answer — rare words, long prefixes, most two-word
+    #    queries;
     # 2. at the cap the matches are dense, so walking the primary key from the range's start
     #    reaches CANDIDATES matches after a few thousand rows. `ts_match_vq` is the `@@`
     #    operator as a plain function, which the planner cannot answer with the GIN index:
     #    it keeps this an ordered walk instead of a bitmap of every match and a sort.
-    words_query = " & ".join(f"'{word}':*" for word in words)
-    first, last = low >> indexing.MARKER_SHIFT, high >> indexing.MARKER_SHIFT
-    markers = " | ".join(f"'~{marker}'" for marker in range(first, last + 1))
+    # The lexemes carry the partition marker and every word prefix up to PREFIX_LENGTH
+    # (migration 0004): a typed word that short is one exact lexeme per marker of the range,
+    # whose posting list holds only that partition; only a longer word is a prefix match.
+    markers = range(low >> indexing.MARKER_SHIFT, (high >> indexing.MARKER_SHIFT) + 1)
+    words_query = " & ".join(
+        "(" + " | ".join(_lexeme_query(marker, word) for marker in markers) + ")" for word in words
+    )
     cursor.execute(
         "SELECT key, count(*) OVER () FROM ("
-        " SELECT key FROM terminology_searchterm"
-        " WHERE search_vector @@ (to_tsquery('simple'::regconfig, %s) && %s::tsquery)"
-        " LIMIT %s"
+        " SELECT key FROM terminology_searchterm WHERE search_vector @@ %s::tsquery LIMIT %s"
         ") AS probe ORDER BY key LIMIT %s",
-        [words_query, markers, PROBE_CAP, CANDIDATES],
+        [words_query, PROBE_CAP, CANDIDATES],
     )
     rows = cursor.fetchall()
     if not rows or rows[0][1] < PROBE_CAP:
         return [key for key, _ in rows]
     cursor.execute(
         "SELECT key FROM terminology_searchterm WHERE key BETWEEN %s AND %s"
-        " AND ts_match_vq(search_vector, to_tsquery('simple'::regconfig, %s))"
+        " AND ts_match_vq(search_vector, %s::tsquery)"
         " ORDER BY key LIMIT %s",
         [low, high, words_query, CANDIDATES],
     )
     return [key for (key,) in cursor.fetchall()]
+
+
+def _lexeme_query(marker: int, word: str) -> str:
+    # Written as tsquery text, not parsed by `to_tsquery`: the stored lexemes are the words
+    # split on spaces, and a word holds only letters and digits, so quoting is enough.
+    prefix = ":*" if len(word) > indexing.PREFIX_LENGTH else ""
+    return f"'{indexing.lexeme(marker, word)}'{prefix}"

@@ -111,6 +111,34 @@ def test_a_common_prefix_gives_the_same_ranking_when_the_capped_probe_overflows(
     ]
 
 
+@pytest.mark.parametrize("probe_cap", [search.PROBE_CAP, 1])
+@pytest.mark.parametrize(
+    "typed",
+    ["h", "ha", "hae", "haem", "haemo", "haemog", "haemogl", "haemoglobinuria", "haemoglobinurias"],
+)
+def test_a_typed_word_of_any_length_matches_word_starts_only(db, monkeypatch, typed, probe_cap):
+    # PostgreSQL indexes words' 1- to 6-character prefixes as whole lexemes and matches longer
+    # typed words by prefix (migration 0004): both sides of that boundary must agree with FTS5.
+    indexing.store_concepts(
+        SNOMED,
+        [
+            ConceptRecord("100000001", "Haemoglobinuria", in_scope=True),
+            ConceptRecord("100000002", "Haemog", in_scope=True),
+            ConceptRecord("100000003", "Prehaemoglobinuria", in_scope=True),
+        ],
+    )
+    monkeypatch.setattr(search, "PROBE_CAP", probe_cap)
+    expected = {
+        "haemogl": ["100000001"],
+        "haemoglobinuria": ["100000001"],
+        "haemoglobinurias": [],
+    }.get(typed, ["100000002", "100000001"])
+
+    query = typed if len(typed) >= search.MIN_CHARACTERS else f"{typed} haem"
+
+    assert codes(SNOMED, query) == expected
+
+
 def test_matching_ignores_case_and_accents_on_both_sides(starter):
     assert codes(SNOMED, "ANÉMIA")[0] == "271737000"
     assert codes(SNOMED, "anemia")[0] == "271737000"

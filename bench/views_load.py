@@ -1,0 +1,174 @@
+"""B4 — throughput and tail latency of the composer's main views on 2 cores.
+
+Starts the production server command (gunicorn, 2 sync workers, `clinikui.wsgi`) over a
+throwaway demo database — the clinician has 50 drafts, one of them with 30 versions — on
+127.0.0.1 (bench/demo_server.py), signs in through the login form, and runs
+`wrk -c 8 -t 2 -d 8s --latency` with the session cookie against `/ping/` (the same-run floor),
+the drafts list, the composer and the history page, then `/ping/` again. Prints requests per
+second, p50/p99 latency and each view's rps / ping rps against the targets (≥ 300 rps,
+p99 ≤ 50 ms, ratio ≥ 0.1). The server is stopped and its files removed on exit.
+
+    .venv/bin/python bench/views_load.py [--duration 8] [--no-wait]
+
+Needs Debian's wrk (`apt-get install -y wrk`) and gunicorn in the venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from demo_server import DemoServer, load_average, wait_for_quiet_machine  # noqa: E402
+
+MIN_RPS = 300.0
+MAX_P99_MS = 50.0
+MIN_RATIO = 0.1
+UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    name: str
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int
+
+
+def to_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(match[1]) * UNITS_MS[match[2]]
+
+
+def run_wrk(name: str, url: str, cookie: str, *, duration: int) -> WrkResult:
+    command = [
+        "wrk",
+        "-c",
+        "8",
+        "-t",
+        "2",
+        "-d",
+        f"{duration}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        *(["-H", f"Cookie: {cookie}"] if cookie else []),
+        url,
+    ]
+    out = subprocess.run(
+        command, capture_output=True, text=True, timeout=duration + 30, check=True
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M)[1])  # type: ignore[index]
+    requests = int(re.search(r"(\d+) requests in", out)[1])  # type: ignore[index]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
+    )
+    errors = int(non_2xx[1]) if non_2xx else 0
+    if socket_errors:
+        errors += sum(int(n) for n in socket_errors.groups())
+    return WrkResult(name, rps, p50, p99, requests, errors)
+
+
+def check_pages(server: DemoServer, cookie: str, pages: dict[str, str]) -> None:
+    """Each page answers 200 for the signed-in clinician and shows what it should."""
+    import urllib.request
+
+    expected = {
+        "drafts": ("My drafts", f"/reports/{server.draft_ids[-1]}/"),
+        "compose": ("History (30 versions)", 'id="preview"'),
+        "history": ("All versions", "Restore as a new version"),
+    }
+    for name, path in pages.items():
+        request = urllib.request.Request(server.url(path), headers={"Cookie": cookie})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read().decode()
+            if response.status != 200 or "/accounts/login/" in response.url:
+                raise RuntimeError(f"{path} did not answer 200 for the signed-in clinician")
+        for text in expected.get(name, ()):
+            if text not in body:
+                raise RuntimeError(f"{path} does not show {text!r}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--no-wait", action="store_true", help="do not wait for load < 1.5")
+    parser.add_argument(
+        "--sqlite",
+        choices=["as-configured", "wal", "both"],
+        default="both",
+        help="SQLite journal: the settings' default (rollback journal), WAL, or both in turn",
+    )
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is missing: apt-get install -y wrk")
+
+    for sqlite_wal in {"as-configured": [False], "wal": [True], "both": [False, True]}[args.sqlite]:
+        label = "SQLite WAL + synchronous=NORMAL" if sqlite_wal else "SQLite as configured"
+        print(f"\n=== {label} ===", flush=True)
+        measure(sqlite_wal=sqlite_wal, duration=args.duration, wait=not args.no_wait, label=label)
+
+
+def measure(*, sqlite_wal: bool, duration: int, wait: bool, label: str) -> None:
+    with DemoServer(sqlite_wal=sqlite_wal) as server:
+        cookie = server.sign_in()
+        draft = server.long_draft_id
+        pages = {
+            "drafts": "/reports/",
+            "compose": f"/reports/{draft}/",
+            "history": f"/reports/{draft}/history/",
+        }
+        check_pages(server, cookie, pages)
+        # One request each first, so the composer's API options are cached in both workers.
+        for _ in range(4):
+            check_pages(server, cookie, pages)
+        load_before = wait_for_quiet_machine() if wait else load_average()
+        results = [run_wrk("ping", server.url("/ping/"), cookie, duration=duration)]
+        for name, path in pages.items():
+            results.append(run_wrk(name, server.url(path), cookie, duration=duration))
+        results.append(run_wrk("ping (again)", server.url("/ping/"), cookie, duration=duration))
+        # The floor without a session: what the server does when no session row is written.
+        results.append(run_wrk("ping, no cookie", server.url("/ping/"), "", duration=duration))
+        load_after = load_average()
+
+    pings = [r.rps for r in results if r.name in ("ping", "ping (again)")]
+    ping_rps = sum(pings) / len(pings)
+    print(
+        f"\nB4 — {label}; gunicorn 2 sync workers, wrk -c 8 -t 2 -d {duration}s; "
+        f"load average {load_before:.2f} before, {load_after:.2f} after"
+    )
+    print(f"{'view':<16}{'rps':>9}{'p50 ms':>9}{'p99 ms':>9}{'/ping':>8}{'errors':>8}  verdict")
+    for r in results:
+        ratio = r.rps / ping_rps
+        if r.name.startswith("ping"):
+            verdict = ""
+        else:
+            met = r.rps >= MIN_RPS and r.p99_ms <= MAX_P99_MS and ratio >= MIN_RATIO
+            verdict = "✔" if met and r.errors == 0 else "✘"
+            verdict += (
+                f" (rps {'✔' if r.rps >= MIN_RPS else '✘'},"
+                f" p99 {'✔' if r.p99_ms <= MAX_P99_MS else '✘'},"
+                f" ratio {'✔' if ratio >= MIN_RATIO else '✘'})"
+            )
+        print(
+            f"{r.name:<16}{r.rps:>9.1f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
+            f"{ratio:>8.3f}{r.errors:>8}  {verdict}"
+        )
+    print(f"ping rps (mean of the two runs): {ping_rps:.1f}")
+
+
+if __name__ == "__main__":
+    main()
