@@ -50,6 +50,20 @@ START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
 
 
+# Debian's Chromium for the browser benchmarks, started as this machine needs (no sandbox as
+# root, and no background connections to hosts the closed network refuses).
+CHROMIUM = os.environ.get("CLINIKUI_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
 def load_average() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 

@@ -43,20 +43,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from demo_server import DemoServer, free_port, load_average, wait_for_quiet_machine  # noqa: E402
+from demo_server import (  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DemoServer,
+    free_port,
+    load_average,
+    wait_for_quiet_machine,
+)
 
 HERE = Path(__file__).resolve().parent
 SPA_SOURCE = HERE / "spa-reference"
-CHROMIUM = os.environ.get("CLINIKUI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 LIGHTHOUSE_VERSION = "12.8"
 NPM_TIMEOUT = 600
 KIB = 1024

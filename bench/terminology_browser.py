@@ -37,6 +37,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from demo_server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.contrib.staticfiles.handlers import StaticFilesHandler  # noqa: E402
@@ -48,16 +49,6 @@ from playwright.sync_api import Page, sync_playwright  # noqa: E402
 from terminology import loading, search  # noqa: E402
 from terminology.models import LOINC  # noqa: E402
 
-CHROMIUM = os.environ.get("CLINIKUI_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Report-code queries with at least one match in the starter set (checked before timing).
 QUERIES = [
     "cbc",
