@@ -17,6 +17,7 @@ with `ImproperlyConfigured` at start-up rather than failing later on a page.
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "reports.context_processors.user_role",
+                "reports.context_processors.release_queue",
             ],
         },
     },
@@ -249,6 +251,40 @@ CLINIKAPI_MAX_RETRIES = int(env_float("CLINIKAPI_MAX_RETRIES", 2))
 CLINIKAPI_MAX_RETRY_WAIT = env_float("CLINIKAPI_MAX_RETRY_WAIT", 10.0)
 # Eventual-consistency lag of the in-process sandbox's searches (CONTRACT §6); off for the demo.
 CLINIKAPI_SANDBOX_SEARCH_LAG = env_float("CLINIKAPI_SANDBOX_SEARCH_LAG", 0.0)
+
+# Releasing (reports/workflow.py, reports/outbox.py).
+# A report with status `final` waits for a supervisor's verification first when this is on;
+# `registered`, `partial` and `preliminary` reports are released when their author signs.
+CLINIKUI_REVIEW_REQUIRED = env_bool("CLINIKUI_REVIEW_REQUIRED", True)
+# After an unknown outcome the worker searches ClinikAPI this long after the attempt, and again
+# after the second delay, before it sends again (RELIABILITY SUB-05: ≥ 30 s and 120 s, well
+# beyond ClinikAPI's ~10 s search lag).
+CLINIKUI_RECONCILE_FIRST_CHECK = env_float("CLINIKUI_RECONCILE_FIRST_CHECK", 30.0, minimum=0.0)
+CLINIKUI_RECONCILE_SECOND_CHECK = env_float("CLINIKUI_RECONCILE_SECOND_CHECK", 120.0, minimum=0.0)
+# How long a worker holds a submission before another may take it over (SUB-10).
+CLINIKUI_WORKER_LEASE = env_float("CLINIKUI_WORKER_LEASE", 60.0, minimum=1.0)
+# Circuit breaker (SUB-08): open after this many failures in a row, probe again after the pause.
+CLINIKUI_BREAKER_THRESHOLD = int(env_float("CLINIKUI_BREAKER_THRESHOLD", 5, minimum=1))
+CLINIKUI_BREAKER_COOLDOWN = env_float("CLINIKUI_BREAKER_COOLDOWN", 30.0, minimum=0.0)
+# Share of ClinikAPI's per-minute limit the workers allow themselves (SUB-07).
+CLINIKUI_RATE_BUDGET = env_float("CLINIKUI_RATE_BUDGET", 0.8, minimum=0.01)
+# Test-only: the worker exits hard at this named point (RELIABILITY 4.1 crash points).
+CLINIKUI_WORKER_CRASH_POINT = env_str("CLINIKUI_WORKER_CRASH_POINT", "")
+if CLINIKUI_WORKER_CRASH_POINT and CLINIKUI_ENVIRONMENT != "test":
+    raise ImproperlyConfigured("CLINIKUI_WORKER_CRASH_POINT is for the test suite only.")
+
+# SQLite: a transaction that will write takes the write lock when it begins, so concurrent
+# writers (web requests, the release worker) wait their turn instead of failing with "database
+# is locked" when a reader tries to become a writer.
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("transaction_mode", "IMMEDIATE")
+
+# The test suite's SQLite database is a file, not memory: the release worker's crash tests run
+# the worker as a separate process on it. One file per test run, so runs never share one.
+if CLINIKUI_ENVIRONMENT == "test" and DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    DATABASES["default"]["TEST"] = {
+        "NAME": os.path.join(tempfile.gettempdir(), f"clinikui-test-{os.getpid()}.sqlite3")
+    }
 
 # Error reports (emails to admins, logs) mask key-shaped strings in traceback variables too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "reports.redaction.RedactingExceptionReporterFilter"

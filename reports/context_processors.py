@@ -1,11 +1,30 @@
 from __future__ import annotations
 
+from django.core.cache import cache
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
+from reports import outbox
 from reports.roles import role_name
+
+# The banner's figures are read at most this often per process: every page shows them, and a
+# few seconds' delay in "N reports waiting" costs nothing (RELIABILITY OPS-02).
+QUEUE_STATUS_SECONDS = 5
 
 
 def user_role(request: HttpRequest) -> dict[str, object]:
     """The signed-in user's role for the navigation bar, looked up only if a page shows it."""
     return {"user_role": SimpleLazyObject(lambda: role_name(request.user))}
+
+
+def release_queue(request: HttpRequest) -> dict[str, object]:
+    """How many reports wait to be sent and why, read only if a page shows it."""
+
+    def read() -> outbox.QueueStatus:
+        status: outbox.QueueStatus | None = cache.get("release-queue-status")
+        if status is None:
+            status = outbox.queue_status()
+            cache.set("release-queue-status", status, QUEUE_STATUS_SECONDS)
+        return status
+
+    return {"release_queue": SimpleLazyObject(read)}

@@ -33,7 +33,12 @@ class GlobalPermission(models.Model):
 
 
 class ReportState(models.TextChoices):
+    """Where a report is in its life (DESIGN "Report lifecycle"); `reports.workflow` moves it."""
+
     DRAFT = "draft", "Draft"
+    AWAITING_REVIEW = "awaiting_review", "Awaiting review"
+    RELEASING = "releasing", "Being released"
+    RELEASED = "released", "Released"
 
 
 class ReportQuerySet(models.QuerySet["Report"]):
@@ -67,6 +72,9 @@ class Report(models.Model):
     # Number of the version the report now reads as; the optimistic-concurrency check compares
     # an editor's base version with it (RELIABILITY CON-01).
     head = models.PositiveIntegerField(default=0)
+    # ClinikAPI's id for the report, once a release has been confirmed (by a 201 or by
+    # reconciliation); amendments PATCH it, never POST again (RELIABILITY REC-04).
+    remote_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
 
@@ -83,6 +91,11 @@ class Report(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("reports:edit", args=[self.pk])
+
+    @property
+    def number(self) -> str:
+        """The report's local number as people read it and as the signed PDF's title carries it."""
+        return f"R-{self.pk:06d}"
 
     @property
     def is_editable(self) -> bool:
@@ -185,3 +198,184 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.seq} {self.action}"
+
+
+class SignatureMeaning(models.TextChoices):
+    AUTHORED = "authored", "Authored"
+    VERIFIED = "verified", "Verified"
+
+
+class Signature(models.Model):
+    """An electronic signature: who signed which version, when, meaning what (21 CFR 11.50).
+
+    `content_hash` is SHA-256 of the version's canonical content, which names the report and the
+    version number (see `reports.signing`): editing the content, pointing the row at another
+    version or copying it to another report all make verification fail (RELIABILITY SIG-04).
+    Rows are never changed.
+    """
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="signatures")
+    version = models.ForeignKey(ReportVersion, on_delete=models.PROTECT, related_name="signatures")
+    signer = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    # As shown when signing; kept even if the account's name changes later.
+    printed_name = models.CharField(max_length=300)
+    meaning = models.CharField(max_length=20, choices=SignatureMeaning.choices)
+    signed_at = models.DateTimeField(db_default=Now())
+    content_hash = models.CharField(max_length=64)
+    # The one-time token of the signing form: a second POST of the same form finds this row and
+    # gets the first one's result instead of a second signature (RELIABILITY SUB-02).
+    token = models.UUIDField(unique=True, null=True, blank=True)
+
+    class Meta:
+        ordering = ["signed_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["version", "signer", "meaning"], name="one_signature_per_meaning"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_meaning_display()} by {self.printed_name}"
+
+
+class SubmissionState(models.TextChoices):
+    PENDING = "pending", "Waiting to be sent"
+    SENDING = "sending", "Being sent"
+    UNKNOWN = "unknown", "Outcome unknown: being checked"
+    SENT = "sent", "Sent"
+    RETURNED = "returned", "Refused by ClinikAPI: back to the author"
+    PARKED = "parked", "Held: needs an administrator"
+
+
+WAITING_STATES = (SubmissionState.PENDING, SubmissionState.SENDING, SubmissionState.UNKNOWN)
+
+
+class SubmissionQuerySet(models.QuerySet["Submission"]):
+    def waiting(self) -> SubmissionQuerySet:
+        return self.filter(state__in=WAITING_STATES)
+
+
+class Submission(models.Model):
+    """The transactional outbox: one request ClinikAPI must receive exactly once.
+
+    Created in the transaction that releases the report (RELIABILITY SUB-01) and sent by the
+    release worker (`reports.outbox`), never by a web request. `token` is the one-time token of the
+    form that asked for it; its unique constraint absorbs double clicks and parallel POSTs
+    (SUB-02). `payload` is the signed body without file data; the files travel by SHA-256 and
+    are added when the request is built.
+    """
+
+    class Operation(models.TextChoices):
+        CREATE = "create", "POST /v1/labs"
+        UPDATE = "update", "PATCH /v1/labs/{id}"
+
+    class ReadBack(models.TextChoices):
+        NOT_YET = "", "Not read back yet"
+        MATCH = "match", "Matches what was signed"
+        MISMATCH = "mismatch", "Differs from what was signed"
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="submissions")
+    version = models.ForeignKey(ReportVersion, on_delete=models.PROTECT, related_name="+")
+    signature = models.ForeignKey(Signature, on_delete=models.PROTECT, related_name="+")
+    operation = models.CharField(max_length=10, choices=Operation.choices)
+    token = models.UUIDField(unique=True)
+    payload = models.JSONField()
+    payload_hash = models.CharField(max_length=64)
+    state = models.CharField(
+        max_length=10, choices=SubmissionState.choices, default=SubmissionState.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(db_default=Now())
+    # A worker holds a row while it works on it; a lease that runs out means the worker died,
+    # and a row it held while sending goes through reconciliation (SUB-10).
+    lease_owner = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    unknown_since = models.DateTimeField(null=True, blank=True)
+    reconcile_checks = models.PositiveSmallIntegerField(default=0)
+    remote_id = models.CharField(max_length=128, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    response = models.JSONField(null=True, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    issues = models.JSONField(default=list, blank=True)
+    read_back = models.CharField(max_length=10, choices=ReadBack.choices, blank=True)
+    read_back_differences = models.JSONField(default=list, blank=True)
+    # The signed report as PDF, rendered once before the first attempt and sent on every one.
+    pdf = models.BinaryField(null=True, blank=True)
+    pdf_title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+    updated_at = models.DateTimeField(db_default=Now())
+
+    objects = SubmissionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="submission_due_idx")]
+
+    def __str__(self) -> str:
+        return f"Submission {self.pk} of report {self.report_id} ({self.state})"
+
+    @property
+    def is_waiting(self) -> bool:
+        return self.state in WAITING_STATES
+
+
+class SubmissionAttempt(models.Model):
+    """One try at ClinikAPI for a submission, with how it ended (RELIABILITY SUB-03)."""
+
+    submission = models.ForeignKey(Submission, on_delete=models.PROTECT, related_name="tries")
+    action = models.CharField(max_length=20)  # send, reconcile, read_back
+    worker = models.CharField(max_length=100)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=30, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    request_id = models.CharField(max_length=128, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.action} of submission {self.submission_id}: {self.outcome or 'running'}"
+
+
+class Transmission(models.Model):
+    """One row shared by every worker: the global pause, the breaker and holds (SUB-06..08).
+
+    ClinikAPI's rate limit is per organisation, so a 429 pauses every worker, not the one that
+    saw it; workers lock this row to read and change it.
+    """
+
+    class Hold(models.TextChoices):
+        NONE = "", "Sending"
+        QUOTA = "quota", "Transmission paused: quota"
+        CREDENTIALS = "credentials", "Transmission paused: ClinikAPI refused the key"
+
+    paused_until = models.DateTimeField(null=True, blank=True)
+    hold = models.CharField(max_length=20, choices=Hold.choices, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    breaker_open_until = models.DateTimeField(null=True, blank=True)
+    unreachable_since = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.get_hold_display()
+
+
+class Alert(models.Model):
+    """Something an administrator has to act on; shown to staff and logged at ERROR."""
+
+    kind = models.CharField(max_length=40)
+    message = models.TextField()
+    submission = models.ForeignKey(
+        Submission, on_delete=models.PROTECT, null=True, blank=True, related_name="alerts"
+    )
+    created_at = models.DateTimeField(db_default=Now())
+    resolved_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.kind

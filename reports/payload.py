@@ -157,6 +157,36 @@ class Problem:
         return FIELD_ANCHORS.get(self.field, "report-form")
 
 
+# ClinikAPI names fields by their contract names (CONTRACT §7.1: a dotted path such as
+# `resultIds.2` or `code.coding[0]`); the composer field each one belongs to.
+_API_FIELDS: Final = {
+    "patientId": "patient_id",
+    "encounterId": "encounter_id",
+    "code": "code",
+    "category": "category",
+    "status": "status",
+    "effectiveDateTime": "effective",
+    "effectivePeriod": "effective",
+    "resultIds": "result_ids",
+    "specimenIds": "specimen_ids",
+    "performer": "performer",
+    "resultsInterpreter": "results_interpreter",
+    "conclusion": "conclusion",
+    "conclusionCodes": "conclusion_codes",
+    "presentedForm": "attachments",
+}
+
+
+def api_problems(issues: list[dict[str, str]]) -> list[Problem]:
+    """ClinikAPI's validation issues (as stored from a refused release) at the composer's fields."""
+    problems = []
+    for issue in issues:
+        name = re.split(r"[.\[]", str(issue.get("field", "")), maxsplit=1)[0]
+        message = f"ClinikAPI: {issue.get('message') or 'refused this value'}"
+        problems.append(Problem(_API_FIELDS.get(name, "report"), message))
+    return problems
+
+
 def build_payload(
     content: ReportContent, *, file_bytes: Callable[[str], bytes] | None = None
 ) -> dict[str, Any]:

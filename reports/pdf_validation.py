@@ -60,18 +60,25 @@ import pikepdf
 
 # ClinikAPI's SDK refuses a serialized body longer than 1,048,576 characters (CONTRACT §4, §11.8),
 # and attachments travel inside that body as standard base64, which turns every 3 raw bytes
-# into 4 characters.
+# (or the last 1–2) into 4 characters.
 CLINIKAPI_BODY_LIMIT: Final = 1_048_576
 # Room kept for the rest of the report JSON: a 5,000-character conclusion escaped at its worst
 # (astral characters as two `\uXXXX` escapes, 12 characters each: 60,000) plus ~38 KB for codes
 # with displays, result and specimen references, dates, keys and the attachment wrappers
 # (`{"contentType": "application/pdf", "title": …, "data": …}`).
 REPORT_JSON_ROOM: Final = 96 * 1024  # 98,304
-# The largest raw size whose base64 fits what is left: (1,048,576 − 98,304) = 950,272 base64
-# characters → 950,272 / 4 × 3 = 712,704 raw bytes (about 713 KB; CONTRACT says "below ~700 KB").
-# 4 × ceil(712,704 / 3) = 950,272 and 950,272 + 98,304 = 1,048,576 exactly. This is the budget
-# for all of a report's inline attachments together; pass what is left as `max_bytes`.
-MAX_ATTACHMENT_BYTES: Final = (CLINIKAPI_BODY_LIMIT - REPORT_JSON_ROOM) // 4 * 3
+# The signed report PDF (reports.signed_pdf renders it) travels in the same body as one more
+# presentedForm entry; the renderer refuses to produce a larger one. Its base64 takes
+# 4 × ceil(131,072 / 3) = 174,764 characters.
+SIGNED_PDF_MAX_BYTES: Final = 128 * 1024  # 131,072
+# The largest raw size whose base64 fits what is left:
+# 1,048,576 − 98,304 − 174,764 = 775,508 base64 characters → 775,508 / 4 × 3 = 581,631 raw bytes
+# (about 582 KB; CONTRACT §11.8 says "below ~700 KB" for everything inline). 4 × ceil(581,631 / 3)
+# = 775,508, and 98,304 + 174,764 + 775,508 = 1,048,576 exactly. This is the budget for all of a
+# report's own inline attachments together; pass what is left as `max_bytes`.
+MAX_ATTACHMENT_BYTES: Final = (
+    (CLINIKAPI_BODY_LIMIT - REPORT_JSON_ROOM - 4 * math.ceil(SIGNED_PDF_MAX_BYTES / 3)) // 4 * 3
+)
 
 MAX_PAGES: Final = 200
 MAX_DECODED_BYTES: Final = 50_000_000

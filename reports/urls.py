@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path, register_converter
 
-from reports import views
+from reports import release_views, views
 from reports.converters import ClinikAPIIdConverter
 
 register_converter(ClinikAPIIdConverter, "apiid")
@@ -38,4 +38,12 @@ urlpatterns = [
         name="attachment_remove",
     ),
     path("reports/<int:report_id>/payload.json", views.report_payload, name="payload"),
+    path("reports/signed/", release_views.signed_reports, name="signed"),
+    path("reports/<int:report_id>/sign/", release_views.report_sign, name="sign"),
+    path("reports/<int:report_id>/release/", release_views.report_release, name="release"),
+    path(
+        "reports/<int:report_id>/releases/<int:submission_id>/signed-report.pdf",
+        release_views.signed_pdf,
+        name="signed_pdf",
+    ),
 ]

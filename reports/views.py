@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required, permission_required
@@ -24,12 +25,13 @@ from django_htmx.middleware import HtmxDetails
 
 from reports import diffs, services
 from reports.forms import PatientSearchForm, ReportForm, concept_displays
-from reports.models import Report, ReportVersion, VersionKind
+from reports.models import Report, ReportVersion, SubmissionState, VersionKind
 from reports.payload import (
     FIELD_LABELS,
     MAX_CONCLUSION_CHARS,
     SNOMED_CT,
     ReportContent,
+    api_problems,
     build_payload,
     check_payload,
     preview_payload,
@@ -153,6 +155,9 @@ def report_new(request: HtmxHttpRequest) -> HttpResponse:
 @permission_required("reports.compose_report", raise_exception=True)
 def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = _own_report(request, report_id)
+    if not report.is_editable and request.method == "GET":
+        # Signed content is frozen: the report's page is now where its release stands.
+        return redirect("reports:release", report.pk)
     head = report.versions.get(number=report.head)
     saved = ReportContent.from_json(head.content)
     try:
@@ -264,11 +269,25 @@ def _composer_context(
             {"code": code, "display": displays.get(("snomed", code), code), "system": SNOMED_CT}
             for code in chosen_codes
         ],
-        **_preview(report, saved),
+        **_with_refusal(report, _preview(report, saved)),
     }
 
 
-def _preview(report: Report, content: ReportContent) -> dict[str, object]:
+def _with_refusal(report: Report, preview: dict[str, Any]) -> dict[str, Any]:
+    """ClinikAPI's refusal of the last release, shown on the draft and at the fields it names
+    (where the field has no problem of its own to show)."""
+    latest = report.submissions.defer("pdf", "payload").order_by("-created_at", "-pk").first()
+    if latest is None or latest.state != SubmissionState.RETURNED:
+        return {**preview, "returned": None}
+    from_api = {problem.field: problem for problem in api_problems(latest.issues)}
+    return {
+        **preview,
+        "returned": latest,
+        "problems_by_field": {**from_api, **preview["problems_by_field"]},
+    }
+
+
+def _preview(report: Report, content: ReportContent) -> dict[str, Any]:
     problems = check_payload(content)
     by_field = {p.field: p for p in problems}
     return {

@@ -134,3 +134,50 @@ def to_utc(value: str | datetime) -> datetime:
     if isinstance(value, str):  # SQLite answers with text
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
     return value
+
+
+def _as_superuser(cursor) -> None:
+    """Switch the append-only triggers off, as a database superuser could."""
+    if connection.vendor == "postgresql":
+        cursor.execute("SET LOCAL session_replication_role = replica")
+    else:
+        cursor.execute("DROP TRIGGER reports_auditevent_no_update")
+
+
+@pytest.mark.parametrize(
+    ("tampering", "first_broken"),
+    [
+        # Two events swapped: each keeps its number but takes the other's content.
+        (
+            "UPDATE reports_auditevent SET action = CASE seq WHEN 2 THEN 'draft.started' "
+            "ELSE 'draft.saved' END WHERE seq IN (1, 2)",
+            "event 1",
+        ),
+        # Events renumbered to hide a removal: 3 becomes 2 after 2 is gone.
+        (
+            "DELETE FROM reports_auditevent WHERE seq = 2; "
+            "UPDATE reports_auditevent SET seq = 2 WHERE seq = 3",
+            "event 2",
+        ),
+        # The tail cut off and a forged event appended with a made-up hash.
+        (
+            "DELETE FROM reports_auditevent WHERE seq = 3; "
+            "INSERT INTO reports_auditevent (seq, at, action, details, prev_hash, hash) "
+            "SELECT 3, at, 'report.released', '{}', hash, 'f' || substr(hash, 2) "
+            "FROM reports_auditevent WHERE seq = 2",
+            "event 3",
+        ),
+    ],
+    ids=["swapped", "renumbered", "forged-tail"],
+)
+def test_verify_audit_catches_reordered_removed_and_forged_rows(
+    report, clinician, tampering, first_broken
+):
+    save(report, clinician, "One.", 1)
+    save(report, clinician, "Two.", 2)
+    with connection.cursor() as cursor:
+        _as_superuser(cursor)
+        for statement in tampering.split("; "):
+            cursor.execute(statement)
+    with pytest.raises(CommandError, match=f"broken at {first_broken}"):
+        call_command("verify_audit")

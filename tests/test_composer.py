@@ -17,6 +17,7 @@ from django.urls import reverse
 from reports import clinikapi, services
 from reports.models import Report, VersionKind
 from reports.payload import ReportContent
+from reports.pdf_validation import MAX_ATTACHMENT_BYTES, human_size
 from reports.sandbox.seed import FIXED_PATIENT_ID
 from terminology import loading
 from tests.conftest import make_user
@@ -378,7 +379,7 @@ def test_a_file_over_the_cap_is_refused_naming_the_limit(clinician_client, repor
     response = upload(clinician_client, report, b"%PDF-" + b"0" * 800_000, **{"HX-Request": "true"})
 
     assert response.status_code == 422
-    assert "at most 712 KB" in response.content.decode()
+    assert f"at most {human_size(MAX_ATTACHMENT_BYTES)}" in response.content.decode()
 
 
 def test_the_payload_carries_the_pdf_as_base64_presented_form(clinician_client, report):

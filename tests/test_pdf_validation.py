@@ -21,6 +21,7 @@ from reports.pdf_validation import (
     MAX_ATTACHMENT_BYTES,
     REJECTION_CODES,
     REPORT_JSON_ROOM,
+    SIGNED_PDF_MAX_BYTES,
     PDFRejected,
     SandboxLimits,
     ValidatedPDF,
@@ -198,8 +199,8 @@ def test_a_file_too_big_is_refused_with_both_sizes_in_the_message() -> None:
 
     assert caught.value.code == "too-big"
     assert caught.value.message == (
-        "This file is 1.4 MB; attachments can be at most 712 KB so the report fits "
-        "ClinikAPI's 1 MiB limit."
+        f"This file is 1.4 MB; attachments can be at most {human_size(MAX_ATTACHMENT_BYTES)} "
+        "so the report fits ClinikAPI's 1 MiB limit."
     )
 
 
@@ -219,13 +220,15 @@ def test_the_size_cap_is_the_largest_raw_size_whose_base64_fits_beside_the_repor
     def base64_length(raw: int) -> int:
         return 4 * math.ceil(raw / 3)
 
-    assert base64_length(MAX_ATTACHMENT_BYTES) + REPORT_JSON_ROOM <= CLINIKAPI_BODY_LIMIT
-    assert base64_length(MAX_ATTACHMENT_BYTES + 1) + REPORT_JSON_ROOM > CLINIKAPI_BODY_LIMIT
-    assert MAX_ATTACHMENT_BYTES == 712_704
-    assert len(base64.b64encode(bytes(MAX_ATTACHMENT_BYTES))) == 950_272
+    # The signed report PDF travels in the same body as the clinician's own attachments.
+    beside = REPORT_JSON_ROOM + base64_length(SIGNED_PDF_MAX_BYTES)
+
+    assert base64_length(MAX_ATTACHMENT_BYTES) + beside <= CLINIKAPI_BODY_LIMIT
+    assert base64_length(MAX_ATTACHMENT_BYTES + 1) + beside > CLINIKAPI_BODY_LIMIT
+    assert len(base64.b64encode(bytes(MAX_ATTACHMENT_BYTES))) == base64_length(MAX_ATTACHMENT_BYTES)
 
 
-def test_a_worst_case_report_with_a_full_attachment_fits_in_the_body_limit() -> None:
+def test_a_worst_case_report_with_full_attachments_and_the_signed_pdf_fits() -> None:
     astral = "\U0001d4b3"  # escaped by json.dumps as two \uXXXX: 12 characters
     body = {
         "status": "final",
@@ -249,7 +252,12 @@ def test_a_worst_case_report_with_a_full_attachment_fits_in_the_body_limit() -> 
                 "contentType": "application/pdf",
                 "title": "z" * 255,
                 "data": base64.b64encode(bytes(MAX_ATTACHMENT_BYTES)).decode(),
-            }
+            },
+            {
+                "contentType": "application/pdf",
+                "title": "ClinikUI report R-999999 v999 (signed)",
+                "data": base64.b64encode(bytes(SIGNED_PDF_MAX_BYTES)).decode(),
+            },
         ],
     }
 
@@ -264,8 +272,8 @@ def test_a_worst_case_report_with_a_full_attachment_fits_in_the_body_limit() -> 
         (1000, False, "1.0 KB"),
         (4_260, False, "4.2 KB"),
         (4_260, True, "4.3 KB"),
-        (712_704, False, "712 KB"),
-        (712_705, True, "713 KB"),
+        (581_631, False, "581 KB"),
+        (581_632, True, "582 KB"),
         (1_300_000, False, "1.3 MB"),
         (1_300_001, True, "1.4 MB"),
         (50_000_000, False, "50 MB"),

@@ -1,0 +1,147 @@
+"""Views of the release steps: sign, follow a release, read the signed PDF.
+
+Same shape as `reports.views`: load, check, one service call, pick the response.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.contrib.auth.decorators import permission_required
+from django.db.models import Prefetch
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods
+
+from reports import workflow
+from reports.models import Report, ReportState, Signature, Submission, SubmissionAttempt
+from reports.payload import ReportContent, check_payload, preview_payload
+from reports.release_forms import SignForm
+from reports.views import HtmxHttpRequest
+
+
+def _visible_report(request: HtmxHttpRequest, report_id: int) -> Report:
+    """The author's own report, or any report for a supervisor; otherwise 404 (not 403, which
+    would confirm the report exists)."""
+    reports = Report.objects.all()
+    if not request.user.has_perm("reports.verify_report"):
+        reports = reports.for_author(request.user)
+    return get_object_or_404(reports, pk=report_id)
+
+
+@require_GET
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def signed_reports(request: HtmxHttpRequest) -> HttpResponse:
+    """The clinician's signed reports, newest first, with where each release stands."""
+    reports = (
+        Report.objects.for_author(request.user)
+        .exclude(state=ReportState.DRAFT)
+        .with_head_content()
+        .order_by("-updated_at", "-pk")[:200]
+    )
+    return render(request, "reports/signed_reports.html", {"reports": reports})
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_sign(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
+    if request.method == "POST":
+        form = SignForm(request.POST)
+        if form.is_valid():
+            try:
+                result = workflow.sign_report(
+                    request=request,
+                    report_id=report.pk,
+                    signer=request.user,
+                    password=form.cleaned_data["password"],
+                    version_number=form.cleaned_data["version"],
+                    token=form.cleaned_data["token"],
+                )
+            except workflow.WrongPassword as exc:
+                form.add_error("password", str(exc))
+            except workflow.TokenReused as exc:
+                return render(
+                    request,
+                    "reports/report_sign_refused.html",
+                    {"report": report, "reason": exc},
+                    status=422,
+                )
+            except workflow.SigningRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                if not result.replayed:
+                    messages.success(request, _signed_message(result))
+                # 303: the browser follows with a GET, and Back does not offer to resend.
+                response = redirect("reports:release", report.pk)
+                response.status_code = 303
+                return response
+        version_number = int(request.POST.get("version") or report.head)
+    else:
+        if report.state != ReportState.DRAFT:
+            return redirect("reports:release", report.pk)
+        version_number = report.head
+        form = SignForm(initial={"version": version_number, "token": workflow.new_form_token()})
+    version = get_object_or_404(report.versions, number=version_number)
+    content = ReportContent.from_json(version.content)
+    context = {
+        "report": report,
+        "version": version,
+        "form": form,
+        "problems": check_payload(content),
+        "payload_json": json.dumps(preview_payload(content), indent=2, ensure_ascii=False),
+        "needs_review": workflow.needs_review(content),
+        "is_stale": version.number != report.head,
+    }
+    status = 200 if request.method == "GET" else 422
+    return render(request, "reports/report_sign.html", context, status=status)
+
+
+def _signed_message(result: workflow.SignResult) -> str:
+    if result.submission is not None:
+        return "Signed. The report is queued and will be sent to ClinikAPI automatically."
+    return "Signed. The report now waits for a supervisor's verification."
+
+
+@require_GET
+@never_cache
+def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    """Where a signed report stands: signatures, each release with its ClinikAPI ids."""
+    report = _visible_report(request, report_id)
+    signatures = Signature.objects.filter(report=report).select_related("version", "signer")
+    submissions = (
+        Submission.objects.filter(report=report)
+        .select_related("version")
+        .defer("pdf", "payload")
+        .prefetch_related(Prefetch("tries", queryset=SubmissionAttempt.objects.order_by("pk")))
+        .order_by("-created_at", "-pk")
+    )
+    context = {
+        "report": report,
+        "head": report.versions.get(number=report.head),
+        "signatures": signatures,
+        "submissions": submissions,
+    }
+    return render(request, "reports/report_release.html", context)
+
+
+@require_GET
+@never_cache
+def signed_pdf(request: HtmxHttpRequest, report_id: int, submission_id: int) -> HttpResponse:
+    """The signed report exactly as it was sent, as a download (RELIABILITY FILE-04 headers)."""
+    report = _visible_report(request, report_id)
+    submission = get_object_or_404(Submission, report=report, pk=submission_id)
+    if submission.pdf is None:
+        raise Http404("This release has no PDF yet.")
+    response = HttpResponse(bytes(submission.pdf), content_type="application/pdf")
+    response["Content-Disposition"] = content_disposition_header(
+        as_attachment=True, filename=f"{submission.pdf_title}.pdf"
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response

@@ -1,0 +1,227 @@
+"""The report's lifecycle after drafting: signing and queueing the release (DESIGN "lifecycle").
+
+Every transition locks the report row, checks its state again, and commits the new state, the
+signature, the outbox row and their audit events together (RELIABILITY CON-02, SUB-01, AU-01).
+Nothing here talks to ClinikAPI: the release worker (`reports.outbox`) does, later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from reports import audit, signing
+from reports.models import (
+    Report,
+    ReportState,
+    ReportVersion,
+    Signature,
+    SignatureMeaning,
+    Submission,
+)
+from reports.payload import ReportContent, build_payload, check_payload
+
+logger = logging.getLogger(__name__)
+
+
+class SigningRefused(Exception):
+    """The report cannot be signed now; the message says why, for the clinician."""
+
+
+class WrongPassword(SigningRefused):
+    """The password given at signing was not the signer's (audited; counts towards lockout)."""
+
+    def __init__(self) -> None:
+        super().__init__("The password is not correct. Nothing was signed.")
+
+
+class TokenReused(Exception):
+    """A signing form's one-time token came back with different content (SUB-02: refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignResult:
+    report: Report
+    signature: Signature
+    submission: Submission | None
+    # True when this was a repeat of a form already processed (a double click, a resent POST).
+    replayed: bool = False
+
+
+def needs_review(content: ReportContent) -> bool:
+    """Whether a supervisor verifies this report before it is released."""
+    return bool(settings.CLINIKUI_REVIEW_REQUIRED) and content.status == "final"
+
+
+def new_form_token() -> uuid.UUID:
+    return uuid.uuid4()
+
+
+def sign_report(
+    *,
+    request: HttpRequest,
+    report_id: int,
+    signer: User,
+    password: str,
+    version_number: int,
+    token: uuid.UUID,
+) -> SignResult:
+    """Sign the report's current version as its author, then release it or send it for review.
+
+    `version_number` is the version the signer was shown; if the report moved on, signing is
+    refused so nobody signs text they have not seen. Raises WrongPassword, SigningRefused,
+    TokenReused.
+    """
+    replay = _replay(token, signer=signer, report_id=report_id, version_number=version_number)
+    if replay is not None:
+        return replay
+    if not _password_is_correct(request, signer, password):
+        with transaction.atomic():
+            audit.record(
+                "signature.refused",
+                actor=signer,
+                report=Report.objects.filter(pk=report_id).first(),
+                version=version_number,
+                reason="wrong password",
+            )
+        raise WrongPassword
+    try:
+        with transaction.atomic():
+            report = Report.objects.select_for_update().get(pk=report_id)
+            # Checked again under the lock: a parallel POST of the same form may have won.
+            replay = _replay(
+                token, signer=signer, report_id=report_id, version_number=version_number
+            )
+            if replay is not None:
+                return replay
+            result = _sign(report, signer=signer, version_number=version_number, token=token)
+    except IntegrityError:
+        # The token's unique constraint caught a parallel POST that passed both checks.
+        replay = _replay(token, signer=signer, report_id=report_id, version_number=version_number)
+        if replay is None:
+            raise
+        return replay
+    # The session id is not rotated here, unlike at sign-in: the password re-entry does not change
+    # who is signed in, and rotating would make a double click's second POST fail with "session
+    # deleted" instead of getting the first one's result.
+    return result
+
+
+def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID) -> SignResult:
+    if report.author_id != signer.pk:
+        raise SigningRefused("Only the author of a report can sign it as its author.")
+    if report.state != ReportState.DRAFT:
+        raise SigningRefused(
+            f"This report is {report.get_state_display().lower()}; it cannot be signed again."
+        )
+    if report.head != version_number:
+        raise SigningRefused(
+            f"The report changed after you opened it (it is now version {report.head}). "
+            "Read it again before you sign."
+        )
+    version = report.versions.get(number=report.head)
+    content = ReportContent.from_json(version.content)
+    problems = check_payload(content)
+    if problems:
+        raise SigningRefused(
+            "The report cannot be signed yet: "
+            + " ".join(f"{problem.label}: {problem.message}" for problem in problems)
+        )
+    signature = Signature.objects.create(
+        report=report,
+        version=version,
+        signer=signer,
+        printed_name=signer.get_full_name() or signer.get_username(),
+        meaning=SignatureMeaning.AUTHORED,
+        content_hash=signing.content_hash(version),
+        token=token,
+    )
+    audit.record(
+        "report.signed",
+        actor=signer,
+        report=report,
+        version=version.number,
+        meaning=SignatureMeaning.AUTHORED,
+        content_hash=signature.content_hash,
+    )
+    submission = None
+    if needs_review(content):
+        report.state = ReportState.AWAITING_REVIEW
+        audit.record("report.awaiting_review", actor=signer, report=report, version=version.number)
+    else:
+        report.state = ReportState.RELEASING
+        submission = queue_release(
+            report=report, version=version, signature=signature, token=token, actor=signer
+        )
+    report.updated_at = timezone.now()
+    report.save(update_fields=["state", "updated_at"])
+    signature.refresh_from_db(fields=["signed_at"])
+    return SignResult(report=report, signature=signature, submission=submission)
+
+
+def queue_release(
+    *,
+    report: Report,
+    version: ReportVersion,
+    signature: Signature,
+    token: uuid.UUID,
+    actor: User,
+) -> Submission:
+    """The outbox row that makes the worker send this version; call inside the transaction."""
+    body = build_payload(ReportContent.from_json(version.content))
+    operation = Submission.Operation.UPDATE if report.remote_id else Submission.Operation.CREATE
+    submission = Submission.objects.create(
+        report=report,
+        version=version,
+        signature=signature,
+        operation=operation,
+        token=token,
+        payload=body,
+        payload_hash=hashlib.sha256(signing.canonical_json(body)).hexdigest(),
+    )
+    audit.record(
+        "release.queued",
+        actor=actor,
+        report=report,
+        version=version.number,
+        submission=submission.pk,
+        operation=operation,
+    )
+    return submission
+
+
+def _replay(
+    token: uuid.UUID, *, signer: User, report_id: int, version_number: int
+) -> SignResult | None:
+    signature = Signature.objects.select_related("report", "version").filter(token=token).first()
+    if signature is None:
+        return None
+    if (
+        signature.signer_id != signer.pk
+        or signature.report_id != report_id
+        or signature.version.number != version_number
+    ):
+        raise TokenReused(
+            "This signing form was already used for other content. Open the report again "
+            "and sign what it says now."
+        )
+    submission = Submission.objects.filter(token=token).first()
+    return SignResult(signature.report, signature, submission, replayed=True)
+
+
+def _password_is_correct(request: HttpRequest, signer: User, password: str) -> bool:
+    """Through Django's authentication, so a failure sends `user_login_failed` (audited, and
+    counted by the login throttle) exactly like a failed sign-in (RELIABILITY SIG-01)."""
+    if not password:
+        return False
+    user = authenticate(request, username=signer.get_username(), password=password)
+    return user is not None and user.pk == signer.pk

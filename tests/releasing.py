@@ -1,0 +1,96 @@
+"""Release test helpers: a complete draft, signing it, and ground truth from the sandbox."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.test import RequestFactory
+
+from reports import clinikapi, outbox, services, workflow
+from reports.models import Report, Submission
+from reports.payload import LOINC, SNOMED_CT, CodedConcept, ReportContent
+from reports.sandbox.seed import FIXED_PATIENT_ID
+from tests.conftest import PASSWORD
+
+
+def complete_content(
+    patient_id: str = FIXED_PATIENT_ID,
+    *,
+    status: str = "preliminary",
+    conclusion: str = "Mild normocytic anaemia.",
+    results: int = 3,
+) -> ReportContent:
+    observations = list(
+        clinikapi.iter_all(clinikapi.get_client().search_observations, patient_id=patient_id)
+    )
+    return ReportContent(
+        patient_id=patient_id,
+        code=CodedConcept(LOINC, "58410-2", "CBC panel - Blood by Automated count"),
+        category="LAB",
+        status=status,
+        effective=datetime(2026, 11, 20, 7, 40, tzinfo=UTC),
+        result_ids=tuple(sorted(o.id for o in observations)[:results]),
+        conclusion=conclusion,
+        conclusion_codes=(CodedConcept(SNOMED_CT, "271737000", "Anemia"),),
+    )
+
+
+def draft(author: User, content: ReportContent | None = None) -> Report:
+    content = content or complete_content()
+    report = services.start_report(author=author, patient_id=content.patient_id)
+    services.save_draft(report_id=report.pk, author=author, base_version=1, content=content)
+    report.refresh_from_db()
+    return report
+
+
+def sign(
+    report: Report,
+    author: User,
+    *,
+    password: str = PASSWORD,
+    token: uuid.UUID | None = None,
+    version: int | None = None,
+) -> workflow.SignResult:
+    request = RequestFactory().post("/")
+    return workflow.sign_report(
+        request=request,
+        report_id=report.pk,
+        signer=author,
+        password=password,
+        version_number=version or report.head,
+        token=token or uuid.uuid4(),
+    )
+
+
+def fast_release_settings(settings: Any, *, lag: float = 0.2) -> None:
+    """Reconciliation waits scaled with the sandbox's search lag (ratios of 10 s, 30 s, 120 s)."""
+    settings.CLINIKUI_RECONCILE_FIRST_CHECK = 3 * lag
+    settings.CLINIKUI_RECONCILE_SECOND_CHECK = 12 * lag
+    settings.CLINIKUI_BREAKER_COOLDOWN = 0.2
+    settings.CLINIKUI_WORKER_LEASE = 5.0
+
+
+def remote_reports_of(sandbox: Any, report: Report) -> list[dict[str, Any]]:
+    """Ground truth: the labs the sandbox stored whose signed PDF names this local report."""
+    found = []
+    for lab in sandbox.store.labs():
+        titles = [item.get("title", "") for item in lab.get("presentedForm", [])]
+        if any(report.number in title for title in titles):
+            found.append(lab)
+    return found
+
+
+def drain(worker: outbox.Worker, *, until: Any, timeout: float = 20.0) -> None:
+    """Step the worker until `until()` holds (waiting out reconciliation delays)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not until():
+        if time.monotonic() > deadline:
+            states = list(Submission.objects.values_list("state", "error_code"))
+            raise AssertionError(f"worker did not get there in {timeout} s: {states}")
+        if not worker.step():
+            time.sleep(0.05)
