@@ -259,12 +259,13 @@ class Worker:
             self._failed(submission, exc, attempt=attempt)
             return
         crash_point("after_response_before_commit")
-        self._finish_attempt(
-            attempt, "sent", status=written.meta.status, request_id=written.meta.request_id
-        )
-        self._mark_sent(
-            submission, written.lab, request_id=written.meta.request_id or "", adopted=False
-        )
+        with transaction.atomic():  # one commit for the whole outcome
+            self._finish_attempt(
+                attempt, "sent", status=written.meta.status, request_id=written.meta.request_id
+            )
+            self._mark_sent(
+                submission, written.lab, request_id=written.meta.request_id or "", adopted=False
+            )
         self._check_rate_budget()
 
     def _signature_holds(self, submission: Submission) -> bool:
