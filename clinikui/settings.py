@@ -117,6 +117,8 @@ MIDDLEWARE = [
     # Every page needs a signed-in user unless its view says @login_not_required; htmx requests
     # of an ended session get 401 so the page can keep its text and sign in again in place.
     "reports.middleware.SessionAwareLoginRequiredMiddleware",
+    # Dates in the clinician's own time zone, as the browser reports it.
+    "reports.middleware.UserTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",

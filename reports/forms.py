@@ -11,6 +11,7 @@ from django import forms
 from django.http import QueryDict
 from django.utils import timezone
 
+from reports.clinikapi import Practitioner
 from reports.payload import (
     CATEGORIES,
     DRAFT_STATUSES,
@@ -112,6 +113,10 @@ class ReportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.saved = saved
         self.has_options = options is not None
+        self.fields["effective"].help_text = (
+            f"{timezone.get_current_timezone_name()} time (your browser's time zone); "
+            "sent to ClinikAPI in UTC."
+        )
         if options is None:
             # ClinikAPI is unreachable: the pickers keep their saved values, the rest is editable.
             for name in ("encounter", "results", "specimens", "performer", "results_interpreter"):
@@ -210,8 +215,18 @@ def suggest_category(code: CodedConcept) -> str:
     return "LAB"
 
 
+def practitioner_label(practitioner: Practitioner) -> str:
+    """Surname first ("López, Marta — Dr., MD"): the list is sorted by surname, and typing a
+    surname on the focused list jumps to it, so practitioners are found by name by keyboard."""
+    if not practitioner.last_name:
+        return practitioner.display_name
+    titles = ", ".join((*practitioner.prefix, *practitioner.suffix))
+    name = ", ".join(part for part in (practitioner.last_name, practitioner.first_name) if part)
+    return f"{name} — {titles}" if titles else name
+
+
 def _api_choices(options: ComposerOptions) -> dict[str, list[tuple[str, str]]]:
-    practitioners = [("", "—")] + [(p.id, p.display_name) for p in options.practitioners]
+    practitioners = [("", "—")] + [(p.id, practitioner_label(p)) for p in options.practitioners]
     return {
         "encounter": [("", "—")]
         + [

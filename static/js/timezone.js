@@ -1,0 +1,13 @@
+// Tells the server the browser's time zone (an IANA name such as "Europe/Paris"), so that dates
+// are entered and shown in the clinician's own time. A cookie, not storage: it holds no patient
+// data, and the server checks the name against the zones it knows before using it.
+(function () {
+  "use strict";
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  if (!zone) return;
+  const sent = document.cookie.split("; ").find((item) => item.startsWith("clinikui_tz="));
+  if (sent && decodeURIComponent(sent.slice("clinikui_tz=".length)) === zone) return;
+  const secure = window.location.protocol === "https:" ? "; Secure" : "";
+  document.cookie =
+    "clinikui_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax" + secure;
+})();
