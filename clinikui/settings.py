@@ -258,6 +258,8 @@ CLINIKAPI_SANDBOX_SEARCH_LAG = env_float("CLINIKAPI_SANDBOX_SEARCH_LAG", 0.0)
 # A report with status `final` waits for a supervisor's verification first when this is on;
 # `registered`, `partial` and `preliminary` reports are released when their author signs.
 CLINIKUI_REVIEW_REQUIRED = env_bool("CLINIKUI_REVIEW_REQUIRED", True)
+# How many different supervisors must verify a report before it is released (never its author).
+CLINIKUI_VERIFIERS_REQUIRED = int(env_float("CLINIKUI_VERIFIERS_REQUIRED", 1, minimum=1))
 # After an unknown outcome the worker searches ClinikAPI this long after the attempt, and again
 # after the second delay, before it sends again (RELIABILITY SUB-05: ≥ 30 s and 120 s, well
 # beyond ClinikAPI's ~10 s search lag).

@@ -238,6 +238,31 @@ class Signature(models.Model):
         return f"{self.get_meaning_display()} by {self.printed_name}"
 
 
+class Review(models.Model):
+    """A supervisor's decision on a signed report: verified, or returned to its author with a
+    comment the author reads (the comment is kept here, not in the audit trail, which holds ids
+    and kinds only)."""
+
+    class Decision(models.TextChoices):
+        VERIFIED = "verified", "Verified"
+        RETURNED = "returned", "Returned to the author"
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="reviews")
+    version = models.ForeignKey(ReportVersion, on_delete=models.PROTECT, related_name="+")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    decision = models.CharField(max_length=10, choices=Decision.choices)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(db_default=Now())
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.get_decision_display()}: report {self.report_id} v{self.version_id}"
+
+
 class SubmissionState(models.TextChoices):
     PENDING = "pending", "Waiting to be sent"
     SENDING = "sending", "Being sent"

@@ -17,3 +17,14 @@ class SignForm(forms.Form):
     )
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
     token = forms.UUIDField(widget=forms.HiddenInput)
+
+
+class ReturnForm(forms.Form):
+    """Sending a report back to its author: what should change is required."""
+
+    comment = forms.CharField(
+        label="What the author should change",
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+    )
+    version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)

@@ -17,9 +17,16 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from reports import workflow
-from reports.models import Report, ReportState, Signature, Submission, SubmissionAttempt
+from reports.models import (
+    Report,
+    ReportState,
+    Review,
+    Signature,
+    Submission,
+    SubmissionAttempt,
+)
 from reports.payload import ReportContent, check_payload, preview_payload
-from reports.release_forms import SignForm
+from reports.release_forms import ReturnForm, SignForm
 from reports.views import HtmxHttpRequest
 
 
@@ -77,10 +84,7 @@ def report_sign(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
             else:
                 if not result.replayed:
                     messages.success(request, _signed_message(result))
-                # 303: the browser follows with a GET, and Back does not offer to resend.
-                response = redirect("reports:release", report.pk)
-                response.status_code = 303
-                return response
+                return _see_other("reports:release", report.pk)
         version_number = int(request.POST.get("version") or report.head)
     else:
         if report.state != ReportState.DRAFT:
@@ -144,4 +148,91 @@ def signed_pdf(request: HtmxHttpRequest, report_id: int, submission_id: int) -> 
     )
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "sandbox; default-src 'none'"
+    return response
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+@require_GET
+@never_cache
+@permission_required("reports.verify_report", raise_exception=True)
+def review_queue(request: HtmxHttpRequest) -> HttpResponse:
+    """Reports awaiting verification, oldest first."""
+    reports = (
+        Report.objects.filter(state=ReportState.AWAITING_REVIEW)
+        .select_related("author")
+        .with_head_content()
+        .order_by("updated_at", "pk")
+    )
+    return render(request, "reports/review_queue.html", {"reports": reports})
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@permission_required("reports.verify_report", raise_exception=True)
+def report_review(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    """One report under review, read-only, with the verify and return forms."""
+    report = get_object_or_404(Report.objects.select_related("author"), pk=report_id)
+    verify_form = SignForm(
+        initial={"version": report.head, "token": workflow.new_form_token()},
+        prefix="verify",
+    )
+    return_form = ReturnForm(initial={"version": report.head}, prefix="return")
+    status = 200
+    if request.method == "POST":
+        status = 422
+        if "return" in request.POST:
+            return_form = ReturnForm(request.POST, prefix="return")
+            if return_form.is_valid():
+                try:
+                    workflow.return_report(
+                        report_id=report.pk,
+                        reviewer=request.user,
+                        version_number=return_form.cleaned_data["version"],
+                        comment=return_form.cleaned_data["comment"],
+                    )
+                except workflow.ReviewRefused as exc:
+                    return_form.add_error(None, str(exc))
+                else:
+                    messages.success(request, f"Report {report.number} went back to its author.")
+                    return _see_other("reports:review_queue")
+        else:
+            verify_form = SignForm(request.POST, prefix="verify")
+            if verify_form.is_valid():
+                try:
+                    workflow.verify_report(
+                        request=request,
+                        report_id=report.pk,
+                        verifier=request.user,
+                        password=verify_form.cleaned_data["password"],
+                        version_number=verify_form.cleaned_data["version"],
+                        token=verify_form.cleaned_data["token"],
+                    )
+                except workflow.WrongPassword as exc:
+                    verify_form.add_error("password", str(exc))
+                except (workflow.ReviewRefused, workflow.TokenReused) as exc:
+                    verify_form.add_error(None, str(exc))
+                else:
+                    return _see_other("reports:release", report.pk)
+    version = report.versions.get(number=report.head)
+    content = ReportContent.from_json(version.content)
+    context = {
+        "report": report,
+        "version": version,
+        "content": content,
+        "payload_json": json.dumps(preview_payload(content), indent=2, ensure_ascii=False),
+        "signatures": Signature.objects.filter(report=report).select_related("version", "signer"),
+        "reviews": Review.objects.filter(report=report).select_related("reviewer", "version"),
+        "is_author": report.author_id == request.user.pk,
+        "verify_form": verify_form,
+        "return_form": return_form,
+    }
+    return render(request, "reports/report_review.html", context, status=status)
+
+
+def _see_other(view: str, *args: object) -> HttpResponse:
+    """303: the browser follows with a GET, and Back does not offer to resend the form."""
+    response = redirect(view, *args)
+    response.status_code = 303
     return response

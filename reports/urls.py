@@ -39,6 +39,8 @@ urlpatterns = [
     ),
     path("reports/<int:report_id>/payload.json", views.report_payload, name="payload"),
     path("reports/signed/", release_views.signed_reports, name="signed"),
+    path("review/", release_views.review_queue, name="review_queue"),
+    path("review/<int:report_id>/", release_views.report_review, name="review"),
     path("reports/<int:report_id>/sign/", release_views.report_sign, name="sign"),
     path("reports/<int:report_id>/release/", release_views.report_release, name="release"),
     path(

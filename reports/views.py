@@ -276,6 +276,8 @@ def _composer_context(
 def _with_refusal(report: Report, preview: dict[str, Any]) -> dict[str, Any]:
     """ClinikAPI's refusal of the last release, shown on the draft and at the fields it names
     (where the field has no problem of its own to show)."""
+    review = report.reviews.select_related("reviewer", "version").order_by("-pk").first()
+    preview = {**preview, "last_review": review}
     latest = report.submissions.defer("pdf", "payload").order_by("-created_at", "-pk").first()
     if latest is None or latest.state != SubmissionState.RETURNED:
         return {**preview, "returned": None}

@@ -24,6 +24,7 @@ from reports.models import (
     Report,
     ReportState,
     ReportVersion,
+    Review,
     Signature,
     SignatureMeaning,
     Submission,
@@ -129,6 +130,13 @@ def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID
             "Read it again before you sign."
         )
     version = report.versions.get(number=report.head)
+    if Signature.objects.filter(
+        version=version, signer=signer, meaning=SignatureMeaning.AUTHORED
+    ).exists():
+        raise SigningRefused(
+            f"You signed version {version.number} already and it came back. Make the changes "
+            "asked for; the new version can then be signed."
+        )
     content = ReportContent.from_json(version.content)
     problems = check_payload(content)
     if problems:
@@ -225,3 +233,136 @@ def _password_is_correct(request: HttpRequest, signer: User, password: str) -> b
         return False
     user = authenticate(request, username=signer.get_username(), password=password)
     return user is not None and user.pk == signer.pk
+
+
+# --- review ----------------------------------------------------------------------------------
+
+
+class ReviewRefused(Exception):
+    """The review step cannot be taken now; the message says why, for the supervisor."""
+
+
+def verify_report(
+    *,
+    request: HttpRequest,
+    report_id: int,
+    verifier: User,
+    password: str,
+    version_number: int,
+    token: uuid.UUID,
+) -> SignResult:
+    """Sign the version under review with meaning "verified"; once enough different supervisors
+    have, release it as `final`. The author can never verify their own report (RELIABILITY
+    AC-03), whatever the page offered. Raises WrongPassword, ReviewRefused, TokenReused."""
+    replay = _replay(token, signer=verifier, report_id=report_id, version_number=version_number)
+    if replay is not None:
+        return replay
+    report = Report.objects.get(pk=report_id)
+    if report.author_id == verifier.pk:
+        with transaction.atomic():
+            audit.record(
+                "review.refused", actor=verifier, report=report, reason="author cannot verify"
+            )
+        raise ReviewRefused("You wrote this report: another supervisor has to verify it.")
+    if not _password_is_correct(request, verifier, password):
+        with transaction.atomic():
+            audit.record(
+                "signature.refused",
+                actor=verifier,
+                report=report,
+                version=version_number,
+                reason="wrong password",
+            )
+        raise WrongPassword
+    try:
+        with transaction.atomic():
+            report = Report.objects.select_for_update().get(pk=report_id)
+            replay = _replay(
+                token, signer=verifier, report_id=report_id, version_number=version_number
+            )
+            if replay is not None:
+                return replay
+            return _verify(report, verifier=verifier, version_number=version_number, token=token)
+    except IntegrityError:
+        replay = _replay(token, signer=verifier, report_id=report_id, version_number=version_number)
+        if replay is None:
+            raise
+        return replay
+
+
+def _verify(report: Report, *, verifier: User, version_number: int, token: uuid.UUID) -> SignResult:
+    version = _under_review(report, version_number)
+    if Signature.objects.filter(
+        version=version, signer=verifier, meaning=SignatureMeaning.VERIFIED
+    ).exists():
+        raise ReviewRefused("You have verified this version already.")
+    signature = Signature.objects.create(
+        report=report,
+        version=version,
+        signer=verifier,
+        printed_name=verifier.get_full_name() or verifier.get_username(),
+        meaning=SignatureMeaning.VERIFIED,
+        content_hash=signing.content_hash(version),
+        token=token,
+    )
+    Review.objects.create(
+        report=report, version=version, reviewer=verifier, decision=Review.Decision.VERIFIED
+    )
+    audit.record(
+        "report.verified",
+        actor=verifier,
+        report=report,
+        version=version.number,
+        content_hash=signature.content_hash,
+    )
+    verifiers = (
+        Signature.objects.filter(version=version, meaning=SignatureMeaning.VERIFIED)
+        .values("signer")
+        .distinct()
+        .count()
+    )
+    submission = None
+    if verifiers >= settings.CLINIKUI_VERIFIERS_REQUIRED:
+        report.state = ReportState.RELEASING
+        submission = queue_release(
+            report=report, version=version, signature=signature, token=token, actor=verifier
+        )
+    report.updated_at = timezone.now()
+    report.save(update_fields=["state", "updated_at"])
+    signature.refresh_from_db(fields=["signed_at"])
+    return SignResult(report=report, signature=signature, submission=submission)
+
+
+def return_report(*, report_id: int, reviewer: User, version_number: int, comment: str) -> Review:
+    """Send the report back to its author as a draft, with the reviewer's comment.
+
+    Raises ReviewRefused.
+    """
+    comment = comment.strip()
+    if not comment:
+        raise ReviewRefused("Say what the author should change.")
+    with transaction.atomic():
+        report = Report.objects.select_for_update().get(pk=report_id)
+        version = _under_review(report, version_number)
+        review = Review.objects.create(
+            report=report,
+            version=version,
+            reviewer=reviewer,
+            decision=Review.Decision.RETURNED,
+            comment=comment,
+        )
+        report.state = ReportState.DRAFT
+        report.updated_at = timezone.now()
+        report.save(update_fields=["state", "updated_at"])
+        audit.record("report.returned", actor=reviewer, report=report, version=version.number)
+    return review
+
+
+def _under_review(report: Report, version_number: int) -> ReportVersion:
+    if report.state != ReportState.AWAITING_REVIEW:
+        raise ReviewRefused(
+            f"This report is {report.get_state_display().lower()}, not awaiting review."
+        )
+    if report.head != version_number:
+        raise ReviewRefused("The report changed after you opened it. Read it again.")
+    return report.versions.get(number=report.head)

@@ -510,3 +510,26 @@ def test_a_signed_pdf_too_large_to_send_returns_the_report_to_its_author(
     assert "to fit ClinikAPI's limit" in submission.error_message
     assert not [r for r in sandbox.store.requests if r.method == "POST"]
     assert Report.objects.get(pk=report.pk).state == ReportState.DRAFT
+
+
+def test_a_stored_copy_that_differs_from_what_was_signed_is_flagged(clinician, sandbox, worker):
+    """Read-back: ClinikAPI's copy is compared with the signed body; a difference alerts."""
+    report = draft(clinician)
+    sign(report, clinician)
+    drain(worker, until=lambda: Submission.objects.get().state == SubmissionState.SENT)
+    assert Submission.objects.get().read_back == ""  # read back by the worker's next step
+    (lab,) = remote_reports_of(sandbox, report)
+    sandbox.store.replace(
+        "labs",
+        "test",
+        "org_sandbox",
+        {**lab, "conclusion": "Changed on the other side."},
+        lag=0,
+        request_id="req_tamper",
+        timestamp="2026-11-24T00:00:00Z",
+    )
+    drain(worker, until=lambda: Submission.objects.get().read_back != "")
+    submission = Submission.objects.get()
+    assert submission.read_back == Submission.ReadBack.MISMATCH
+    assert submission.read_back_differences == ["conclusion"]
+    assert Alert.objects.filter(kind="release.read_back_mismatch").count() == 1
