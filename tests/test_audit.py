@@ -163,7 +163,7 @@ def _as_superuser(cursor) -> None:
         (
             "DELETE FROM reports_auditevent WHERE seq = 3; "
             "INSERT INTO reports_auditevent (seq, at, action, details, prev_hash, hash) "
-            "SELECT 3, at, 'report.released', '{}', hash, 'f' || substr(hash, 2) "
+            "SELECT 3, at, 'report.released', '{}', hash, 'forged' || substr(hash, 7) "
             "FROM reports_auditevent WHERE seq = 2",
             "event 3",
         ),
