@@ -1,7 +1,9 @@
 """B3 — page weight and load of the compose page, against a minimal SPA built in the same run.
 
 Ours: the compose page of a draft with 30 versions, served by the production server command
-(gunicorn, 2 workers, demo environment, bench/demo_server.py), signed in through the login form.
+(gunicorn, 2 workers, demo environment, bench/demo_server.py) as production serves it: static
+files from collectstatic's precompressed copies (WhiteNoise), pages gzipped by GZipMiddleware;
+signed in through the login form.
 The SPA reference: bench/spa-reference (React + Mantine + @medplum/react ResourceForm for a new
 DiagnosticReport) copied to a temp folder, `npm install`ed and built with Vite, then served
 statically from 127.0.0.1 with gzip, as a static host would; its FHIR schema is fetched from the
@@ -9,12 +11,11 @@ same origin, as a Medplum app fetches it from its server.
 
 For each page, at CPU throttling 1× and 4× (CDP Emulation.setCPUThrottlingRate), a fresh
 Chromium context records: bytes on the wire (CDP encodedDataLength, headers included) in total
-and for JavaScript, the same bodies gzip-compressed (level 6: what a compressing server would
-send — the demo server does not compress its HTML or static files), the JS heap after a GC, LCP
-and CLS from PerformanceObserver, and long tasks (total blocking time over 50 ms). Then
-Lighthouse's mobile default (simulated slow 4G, 4× CPU) on both pages if it installs and runs,
-and on ours once more through a gzip-compressing front on loopback (as production would send
-it: the demo server compresses nothing). Prints ours / SPA ratios against the targets.
+and for JavaScript, the same bodies gzip-compressed at level 6 (the same compression for both
+sides, whatever each server sends), the JS heap after a GC, LCP and CLS from
+PerformanceObserver, and long tasks (total blocking time over 50 ms). Then Lighthouse's mobile
+default (simulated slow 4G, 4× CPU) on both pages if it installs and runs. Prints ours / SPA
+ratios against the targets.
 
     .venv/bin/python bench/page_weight.py [--runs 3] [--no-lighthouse] [--no-wait]
 """
@@ -32,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -146,69 +146,6 @@ def serve_static(folder: Path) -> Iterator[str]:
     thread.start()
     try:
         yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-COMPRESSIBLE = ("text/", "application/javascript", "application/json", "image/svg+xml")
-HOP_HEADERS = {
-    "connection",
-    "content-length",
-    "transfer-encoding",
-    "content-encoding",
-    "keep-alive",
-}
-
-
-class _GzipFrontHandler(http.server.BaseHTTPRequestHandler):
-    """A compressing front for the demo server (which compresses nothing): what nginx's `gzip on`
-    or whitenoise's precompressed files would send. GET only; loopback only."""
-
-    upstream = ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_HEADERS}
-        headers["Accept-Encoding"] = "identity"
-        request = urllib.request.Request(self.upstream + self.path, headers=headers)
-        try:
-            response = urllib.request.urlopen(request, timeout=30)
-        except urllib.error.HTTPError as exc:
-            response = exc
-        with response:
-            data = response.read()
-            status = response.status
-            upstream_headers = list(response.headers.items())
-        kind = response.headers.get("Content-Type", "")
-        compress = "gzip" in self.headers.get("Accept-Encoding", "") and kind.startswith(
-            COMPRESSIBLE
-        )
-        if compress:
-            data = gzip.compress(data, compresslevel=6)
-        self.send_response(status)
-        for name, value in upstream_headers:
-            if name.lower() not in HOP_HEADERS:
-                self.send_header(name, value)
-        if compress:
-            self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-@contextmanager
-def gzip_front(upstream: str) -> Iterator[str]:
-    port = free_port()
-    handler = type("Handler", (_GzipFrontHandler,), {"upstream": upstream.rstrip("/")})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
         server.server_close()
@@ -383,7 +320,6 @@ def main() -> None:
         lighthouse = None if args.no_lighthouse else install_lighthouse(work)
         with (
             DemoServer() as server,
-            gzip_front(server.base_url) as front,
             serve_static(dist) as spa_url,
             sync_playwright() as playwright,
         ):
@@ -413,13 +349,6 @@ def main() -> None:
                     lighthouse, ours_url, cookie=session, out=work / "lh-ours.json"
                 )
                 lh["spa"] = run_lighthouse(lighthouse, spa_url, cookie="", out=work / "lh-spa.json")
-                # The same page through a compressing front, as production would send it.
-                lh["ours, gzip"] = run_lighthouse(
-                    lighthouse,
-                    front + f"/reports/{server.long_draft_id}/",
-                    cookie=session,
-                    out=work / "lh-ours-gzip.json",
-                )
             load_after = load_average()
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -467,10 +396,7 @@ def main() -> None:
         o, s = lh["ours"], lh["spa"]
         assert o is not None and s is not None
         print("\nLighthouse mobile (simulated slow 4G, 4× CPU):")
-        gz = lh.get("ours, gzip")
-        for name, figures in (("ours", o), ("ours, gzip front", gz), ("spa", s)):
-            if figures is None:
-                continue
+        for name, figures in (("ours", o), ("spa", s)):
             print(
                 f"  {name:<16} score {figures['score']:.0f}  FCP {figures['fcp']:.0f} ms  "
                 f"LCP {figures['lcp']:.0f} ms  TBT {figures['tbt']:.0f} ms  "
@@ -482,13 +408,6 @@ def main() -> None:
             f"TBT ≤ 100 ms: {o['tbt']:.0f} {mark(o['tbt'] <= 100)};  "
             f"CLS ≤ 0.1: {mark(o['cls'] <= 0.1)}"
         )
-        if gz is not None:
-            print(
-                f"  gzip front: LCP ≤ 2.5 s: {gz['lcp'] / 1000:.2f} s {mark(gz['lcp'] <= 2500)};  "
-                f"LCP ≤ 0.75× SPA: {gz['lcp'] / s['lcp']:.3f} "
-                f"{mark(gz['lcp'] <= 0.75 * s['lcp'])};  TBT ≤ 100 ms: {gz['tbt']:.0f} "
-                f"{mark(gz['tbt'] <= 100)}"
-            )
     elif lighthouse is not None or not args.no_lighthouse:
         print("\nLighthouse: no figures (see the messages above); rely on the Playwright figures.")
     print("\nour requests (1×):")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zoneinfo
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from reports.clinikapi import Practitioner
+from reports.middleware import is_known_time_zone
 from reports.payload import (
     CATEGORIES,
     DRAFT_STATUSES,
@@ -69,6 +71,8 @@ class ReportForm(forms.Form):
     listed in the preview, at its field, and a draft is always saved whatever it holds."""
 
     base_version = forms.IntegerField(widget=forms.HiddenInput)
+    # The zone the page showed its times in: the times it sends back are read in that zone.
+    time_zone = forms.CharField(required=False, widget=forms.HiddenInput)
     encounter = forms.ChoiceField(label="Encounter", required=False)
     report_code = forms.CharField(label="Report code", required=False, max_length=64)
     category = forms.ChoiceField(
@@ -80,8 +84,9 @@ class ReportForm(forms.Form):
     effective = forms.DateTimeField(
         label="Effective date/time",
         required=False,
-        help_text="In your time zone; sent to ClinikAPI in UTC.",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        widget=forms.DateTimeInput(
+            attrs={"type": "datetime-local", "class": "form-control"}, format="%Y-%m-%dT%H:%M"
+        ),
     )
     results = forms.MultipleChoiceField(
         label="Results", required=False, widget=forms.CheckboxSelectMultiple
@@ -113,10 +118,9 @@ class ReportForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.saved = saved
         self.has_options = options is not None
-        self.fields["effective"].help_text = (
-            f"{timezone.get_current_timezone_name()} time (your browser's time zone); "
-            "sent to ClinikAPI in UTC."
-        )
+        self.entry_zone = _entry_time_zone(self.data.get("time_zone") if self.is_bound else None)
+        effective = self.fields["effective"]
+        effective.help_text = f"{self.entry_zone.key} time; sent to ClinikAPI in UTC."
         if options is None:
             # ClinikAPI is unreachable: the pickers keep their saved values, the rest is editable.
             for name in ("encounter", "results", "specimens", "performer", "results_interpreter"):
@@ -133,6 +137,13 @@ class ReportForm(forms.Form):
         codes_field = self.fields["conclusion_codes"]
         assert isinstance(codes_field, forms.ChoiceField)
         codes_field.choices = [(code, code) for code in picked]
+
+    def full_clean(self) -> None:
+        # Read the times in the zone the page showed them in, even if the browser has reported
+        # another zone since (another tab, a laptop that travelled): an unchanged time must not
+        # move when the form is saved again.
+        with timezone.override(self.entry_zone):
+            super().full_clean()
 
     def clean_report_code(self) -> CodedConcept | None:
         code = str(self.cleaned_data["report_code"]).strip()
@@ -178,6 +189,7 @@ class ReportForm(forms.Form):
     def initial_from(cls, content: ReportContent, *, base_version: int) -> dict[str, Any]:
         return {
             "base_version": base_version,
+            "time_zone": timezone.get_current_timezone_name(),
             "encounter": content.encounter_id,
             "report_code": content.code.code if content.code else "",
             "category": content.category,
@@ -190,6 +202,14 @@ class ReportForm(forms.Form):
             "conclusion": content.conclusion,
             "conclusion_codes": [c.code for c in content.conclusion_codes],
         }
+
+
+def _entry_time_zone(posted: object) -> zoneinfo.ZoneInfo:
+    """The zone a posted form's times were entered in; else the clinician's current zone."""
+    if isinstance(posted, str) and is_known_time_zone(posted):
+        return zoneinfo.ZoneInfo(posted)
+    current = timezone.get_current_timezone()
+    return current if isinstance(current, zoneinfo.ZoneInfo) else zoneinfo.ZoneInfo("UTC")
 
 
 def concept_displays(*codes: str) -> dict[tuple[str, str], str]:

@@ -49,7 +49,7 @@ class UserTimeZoneMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
         zone = unquote(request.COOKIES.get(TIME_ZONE_COOKIE, ""))  # the script percent-encodes
-        if zone in _known_zones():
+        if is_known_time_zone(zone):
             timezone.activate(zoneinfo.ZoneInfo(zone))
         else:
             timezone.deactivate()
@@ -62,3 +62,42 @@ class UserTimeZoneMiddleware:
 @functools.cache
 def _known_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
+
+
+def is_known_time_zone(name: str) -> bool:
+    """An IANA zone name this server has data for (never a file path or a made-up name)."""
+    return name in _known_zones()
+
+
+# An active session's idle expiry is pushed back at most this often. A session therefore ends
+# between SESSION_COOKIE_AGE − SESSION_REFRESH_SECONDS and SESSION_COOKIE_AGE after its last
+# request: 14–15 minutes, within RELIABILITY SES-01's 15 minutes ± 60 s.
+SESSION_REFRESH_SECONDS = 60
+SESSION_REFRESHED_KEY = "_refreshed_at"
+
+
+class SessionRefreshMiddleware:
+    """Slides the session's idle expiry forward, at most once a minute.
+
+    Saving the session on every request (SESSION_SAVE_EVERY_REQUEST) made every page view a
+    database write and, on SQLite, a commit; this writes once a minute per active session. Only
+    requests that read the session count as activity (every signed-in page, htmx request and
+    autosave does; /ping/ and static files do not), and an ended or signed-out session is left
+    alone.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        response = self.get_response(request)
+        session = request.session
+        if not session.accessed or session.is_empty():
+            return response
+        now = int(timezone.now().timestamp())
+        refreshed_at = session.get(SESSION_REFRESHED_KEY)
+        is_due = not isinstance(refreshed_at, int) or now - refreshed_at >= SESSION_REFRESH_SECONDS
+        if session.modified or is_due:
+            # Any save sets a new expiry (SessionMiddleware, after this); record when it happened.
+            session[SESSION_REFRESHED_KEY] = now
+        return response

@@ -2,6 +2,11 @@
 // htmx fetches the options (debounced, hx-sync="this:replace"); this file adds the keyboard,
 // selection, announcements, and a sequence check so a late, older response never replaces a
 // newer one. No inline script or style anywhere: the CSP forbids both.
+//
+// The same combobox also enhances a short <select data-searchable-select> (the composer's
+// Performer and Results interpreter): its options are filtered here, each typed word matching
+// the start of a word of the option's text, accents and case ignored. The select stays in the form,
+// hidden, and holds the value, so without JavaScript the page shows the plain select.
 (function () {
   "use strict";
   if (window.clinikuiCombobox) return; // loaded again by a boosted navigation
@@ -52,13 +57,18 @@
     var p = parts(input);
     input.value = option.dataset.display;
     p.code.value = option.dataset.code;
-    p.code.dataset.system = option.dataset.system;
-    p.chosen.textContent = "Chosen: " + option.dataset.display + " (" + option.dataset.system + "#" + option.dataset.code + ")";
+    if (isLocal(input)) {
+      p.chosen.textContent = "Chosen: " + option.dataset.display;
+    } else {
+      p.code.dataset.system = option.dataset.system;
+      p.chosen.textContent = "Chosen: " + option.dataset.display + " (" + option.dataset.system + "#" + option.dataset.code + ")";
+    }
     open(input, false);
     p.root.dispatchEvent(new CustomEvent("combobox:chosen", { bubbles: true, detail: { code: option.dataset.code, system: option.dataset.system, display: option.dataset.display } }));
   }
 
   function move(input, step) {
+    if (isLocal(input) && parts(input).listbox.hidden) filter(input);
     var list = options(parts(input).listbox);
     if (!list.length) return;
     if (parts(input).listbox.hidden) open(input, true);
@@ -71,6 +81,106 @@
     return element && element.getAttribute && element.getAttribute("role") === "combobox" && element.closest("[data-combobox]");
   }
 
+  // --- a <select data-searchable-select> as a combobox over its own options ---------------------
+
+  function isLocal(input) {
+    return input.closest("[data-combobox]").hasAttribute("data-combobox-local");
+  }
+
+  function folded(text) {
+    return text.normalize("NFD").replace(/[\u0300-\u036f]/g, "").toLowerCase();
+  }
+
+  function words(text) {
+    return folded(text).split(/[^\p{L}\p{N}]+/u).filter(Boolean);
+  }
+
+  // Lists the select's options in which every typed word starts a word ("lop" finds López,
+  // "marta l" Marta López); all of them when nothing is typed.
+  function filter(input) {
+    var p = parts(input);
+    var typed = words(input.value);
+    p.listbox.replaceChildren();
+    Array.prototype.forEach.call(p.code.options, function (choice) {
+      if (!choice.value) return; // the empty choice: clearing the text chooses nobody
+      var own = words(choice.textContent);
+      var matches = typed.every(function (word) {
+        return own.some(function (each) { return each.indexOf(word) === 0; });
+      });
+      if (!matches) return;
+      var item = document.createElement("li");
+      item.id = input.getAttribute("aria-controls") + "-option-" + p.listbox.children.length;
+      item.className = "combobox-option";
+      item.setAttribute("role", "option");
+      item.setAttribute("aria-selected", "false");
+      item.dataset.code = choice.value;
+      item.dataset.display = choice.textContent;
+      item.textContent = choice.textContent;
+      p.listbox.appendChild(item);
+    });
+    var count = options(p.listbox).length;
+    open(input, count > 0);
+    p.status.textContent = count === 0 ? "No match" : count === 1 ? "1 result" : count + " results";
+  }
+
+  function enhance(select) {
+    if (select.dataset.enhanced || select.disabled) return; // disabled: ClinikAPI is unreachable
+    select.dataset.enhanced = "true";
+    var root = select.parentElement;
+    var label = root.querySelector('label[for="' + select.id + '"]');
+    var name = label ? label.textContent.trim() : select.name;
+    var base = select.id + "-search";
+    var input = document.createElement("input");
+    input.type = "text";
+    input.id = base;
+    input.className = select.classList.contains("is-invalid") ? "form-control is-invalid" : "form-control";
+    input.setAttribute("role", "combobox");
+    input.setAttribute("aria-autocomplete", "list");
+    input.setAttribute("aria-expanded", "false");
+    input.setAttribute("aria-controls", base + "-listbox");
+    var described = [base + "-hint", select.getAttribute("aria-describedby")].filter(Boolean);
+    input.setAttribute("aria-describedby", described.join(" "));
+    if (select.getAttribute("aria-invalid")) input.setAttribute("aria-invalid", "true");
+    input.autocomplete = "off";
+    input.spellcheck = false;
+    input.value = select.value ? select.selectedOptions[0].textContent : "";
+    var hint = document.createElement("div");
+    hint.className = "form-text";
+    hint.id = base + "-hint";
+    hint.textContent = "Type the first letters of any of the names, or press ↓ to list everyone.";
+    var listbox = document.createElement("ul");
+    listbox.className = "combobox-listbox list-unstyled";
+    listbox.id = base + "-listbox";
+    listbox.setAttribute("role", "listbox");
+    listbox.setAttribute("aria-label", name + " suggestions");
+    listbox.hidden = true;
+    var chosen = document.createElement("p");
+    chosen.className = "combobox-chosen small mb-0";
+    chosen.dataset.comboboxChosen = "";
+    chosen.setAttribute("aria-live", "polite");
+    var status = document.createElement("div");
+    status.className = "visually-hidden";
+    status.setAttribute("role", "status");
+    status.setAttribute("aria-live", "polite");
+    status.dataset.comboboxStatus = "";
+    root.classList.add("combobox");
+    root.dataset.combobox = "";
+    root.dataset.comboboxLocal = "";
+    select.dataset.comboboxCode = "";
+    select.hidden = true;
+    if (label) label.htmlFor = input.id;
+    select.after(input, hint, listbox, chosen, status);
+  }
+
+  function enhanceWithin(element) {
+    if (!element.querySelectorAll) return;
+    if (element.matches("select[data-searchable-select]")) enhance(element);
+    element.querySelectorAll("select[data-searchable-select]").forEach(enhance);
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { enhanceWithin(document.body); });
+  document.addEventListener("htmx:load", function (event) { enhanceWithin(event.target); });
+
   document.addEventListener("keydown", function (event) {
     var input = event.target;
     if (!isCombobox(input)) return;
@@ -78,6 +188,8 @@
     else if (event.key === "ArrowUp") { event.preventDefault(); move(input, -1); }
     else if (event.key === "Enter") {
       var option = current(input);
+      var shown = options(parts(input).listbox);
+      if (!option && isLocal(input) && shown.length === 1) option = shown[0];
       if (option && !parts(input).listbox.hidden) { event.preventDefault(); choose(input, option); }
       else if (!parts(input).listbox.hidden || input.value.trim()) { event.preventDefault(); }
     } else if (event.key === "Escape") {
@@ -90,6 +202,7 @@
     if (!isCombobox(input)) return;
     parts(input).code.value = ""; // typing again un-chooses the code
     parts(input).chosen.textContent = "";
+    if (isLocal(input)) filter(input);
   });
 
   // A click on an option chooses it; mousedown is cancelled so the input keeps focus.
@@ -106,7 +219,10 @@
 
   document.addEventListener("focusout", function (event) {
     var input = event.target;
-    if (isCombobox(input)) open(input, false);
+    if (!isCombobox(input)) return;
+    open(input, false);
+    // Leaving a searchable select without choosing: show that nobody is chosen, not stray text.
+    if (isLocal(input) && !parts(input).code.value) input.value = "";
   });
 
   // The "search all" checkbox re-runs the search through htmx's "search" trigger.

@@ -1,7 +1,10 @@
 // Tells the server the browser's time zone (an IANA name such as "Europe/Paris"), so that dates
 // are entered and shown in the clinician's own time. A cookie, not storage: it holds no patient
 // data, and the server checks the name against the zones it knows before using it.
-(function () {
+//
+// Resolving the zone costs a long task on a slow device (~100 ms at 4× CPU throttling), so it
+// runs when the browser is idle after load, never in the way of the first paint or input.
+function sendTimeZone() {
   "use strict";
   const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
   if (!zone) return;
@@ -10,4 +13,9 @@
   const secure = window.location.protocol === "https:" ? "; Secure" : "";
   document.cookie =
     "clinikui_tz=" + encodeURIComponent(zone) + "; path=/; max-age=31536000; SameSite=Lax" + secure;
-})();
+}
+window.addEventListener("load", function () {
+  "use strict";
+  if ("requestIdleCallback" in window) window.requestIdleCallback(sendTimeZone, { timeout: 2000 });
+  else window.setTimeout(sendTimeZone, 0);
+});
