@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "crispy_forms",
     "crispy_bootstrap5",
+    # Login throttling (RELIABILITY AC-05, SIG-01); its attempt table comes with its migrations.
+    "axes",
     "reports",
     "terminology",
 ]
@@ -123,6 +126,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A session ends 12 hours after sign-in however active it is (RELIABILITY SES-01); before the
+    # next middleware, so an ended session is answered exactly like an idle one.
+    "reports.middleware.SessionAbsoluteLimitMiddleware",
     # Every page needs a signed-in user unless its view says @login_not_required; htmx requests
     # of an ended session get 401 so the page can keep its text and sign in again in place.
     "reports.middleware.SessionAwareLoginRequiredMiddleware",
@@ -132,6 +138,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: turns a refused sign-in or signing into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "clinikui.urls"
@@ -149,6 +157,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "reports.context_processors.user_role",
                 "reports.context_processors.release_queue",
+                "reports.context_processors.notifications",
             ],
         },
     },
@@ -175,6 +184,39 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+
+# Login throttling with django-axes (RELIABILITY AC-05). Its backend only refuses locked-out
+# credentials; ModelBackend still checks the password. Signing re-asks the password through
+# authenticate(request, ...) (reports/workflow.py), so wrong signing passwords count too (SIG-01).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Failures are counted per username, from whatever address. Not per IP: the clinicians of a ward
+# share one PC and so one IP, and locking an address would lock the whole ward. Not per
+# (username, IP) either: that count can never exceed the username's own, so adding it locks
+# nobody sooner — and counting by username alone also stops guessing spread over many machines.
+# A username that does not exist is counted and locked the same way, so the lockout page never
+# tells whether an account exists.
+AXES_LOCKOUT_PARAMETERS = ["username"]
+# axes.W006 asks for the IP among the parameters, against attackers who rotate user agents or
+# cookies to dodge a per-device count; a per-username count cannot be dodged that way.
+SILENCED_SYSTEM_CHECKS = ["axes.W006"]
+AXES_FAILURE_LIMIT = 5
+# The lock lifts on its own 15 minutes after the last counted failure; attempts made while locked
+# out (even with the right password) do not push that moment back, so a clinician who retries
+# is not kept out longer, and neither is one whose name someone else keeps trying.
+AXES_COOLOFF_TIME = timedelta(minutes=15)
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Axes's log lines show these as asterisks, as it always does the password (RELIABILITY SEC-02);
+# the same names are masked in the POST data it keeps with each attempt.
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
+# Sign-ins and sign-outs are already in the audit trail (reports/signals.py); axes need not keep
+# a second, unchained log of them.
+AXES_DISABLE_ACCESS_LOG = True
 
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
@@ -211,6 +253,9 @@ CRISPY_TEMPLATE_PACK = "bootstrap5"
 # at most once a minute (reports.middleware.SessionRefreshMiddleware), not on every request.
 SESSION_COOKIE_AGE = 15 * 60
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# However active, a session ends this long after its sign-in (RELIABILITY SES-01: 12 hours;
+# reports.middleware.SessionAbsoluteLimitMiddleware).
+CLINIKUI_SESSION_MAX_AGE = int(env_float("CLINIKUI_SESSION_MAX_AGE", 12 * 60 * 60, minimum=60))
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
@@ -272,6 +317,9 @@ CLINIKAPI_SANDBOX_SEARCH_LAG = env_float("CLINIKAPI_SANDBOX_SEARCH_LAG", 0.0)
 CLINIKUI_REVIEW_REQUIRED = env_bool("CLINIKUI_REVIEW_REQUIRED", True)
 # How many different supervisors must verify a report before it is released (never its author).
 CLINIKUI_VERIFIERS_REQUIRED = int(env_float("CLINIKUI_VERIFIERS_REQUIRED", 1, minimum=1))
+# An amendment of a released report (amended, corrected, appended) is verified before its PATCH
+# when this is on; a cancellation never waits (it is signed with the password and sent).
+CLINIKUI_AMENDMENTS_NEED_REVIEW = env_bool("CLINIKUI_AMENDMENTS_NEED_REVIEW", True)
 # After an unknown outcome the worker searches ClinikAPI this long after the attempt, and again
 # after the second delay, before it sends again (RELIABILITY SUB-05: ≥ 30 s and 120 s, well
 # beyond ClinikAPI's ~10 s search lag).
@@ -335,5 +383,8 @@ LOGGING: dict[str, Any] = {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
         "pikepdf": {"level": "WARNING"},
+        # django-axes logs every sign-in at INFO ("Deleted 0 failed login attempts"); our audit
+        # trail records sign-ins and failures, and its lockout warnings still come through.
+        "axes": {"level": "WARNING"},
     },
 }

@@ -5,6 +5,7 @@ from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from reports import outbox
+from reports.models import Notification, Report, ReportState
 from reports.roles import role_name
 
 # The banner's figures are read at most this often per process: every page shows them, and a
@@ -28,3 +29,23 @@ def release_queue(request: HttpRequest) -> dict[str, object]:
         return status
 
     return {"release_queue": SimpleLazyObject(read)}
+
+
+def notifications(request: HttpRequest) -> dict[str, object]:
+    """The navigation's counts: the user's unread notifications and, for supervisors, the
+    reports waiting in the review queue (not their own). Read only if a page shows them."""
+
+    def unread() -> int:
+        return Notification.objects.filter(recipient_id=request.user.pk, read_at=None).count()
+
+    def waiting() -> int:
+        return (
+            Report.objects.filter(state=ReportState.AWAITING_REVIEW)
+            .exclude(author_id=request.user.pk)
+            .count()
+        )
+
+    return {
+        "unread_notifications": SimpleLazyObject(unread),
+        "review_waiting": SimpleLazyObject(waiting),
+    }

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from reports.clinikapi import Practitioner
 from reports.middleware import is_known_time_zone
+from reports.models import Amendment
 from reports.payload import (
     CATEGORIES,
     DRAFT_STATUSES,
@@ -113,6 +114,7 @@ class ReportForm(forms.Form):
         *args: Any,
         options: ComposerOptions | None,
         saved: ReportContent,
+        amendment: Amendment | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
@@ -137,6 +139,14 @@ class ReportForm(forms.Form):
         codes_field = self.fields["conclusion_codes"]
         assert isinstance(codes_field, forms.ChoiceField)
         codes_field.choices = [(code, code) for code in picked]
+        if amendment is not None:
+            # What a released report cannot change (CONTRACT §11.4) keeps its released value:
+            # a disabled field ignores what is posted and takes `initial`, the saved version.
+            for name in ("encounter", "report_code", "category", "status", "specimens"):
+                self.fields[name].disabled = True
+            status = self.fields["status"]
+            assert isinstance(status, forms.ChoiceField)
+            status.choices = [(amendment.kind, amendment.get_kind_display())]
 
     def full_clean(self) -> None:
         # Read the times in the zone the page showed them in, even if the browser has reported

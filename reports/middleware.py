@@ -8,10 +8,15 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
+from django.conf import settings
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django_htmx.http import trigger_client_event
+
+from reports import audit
 
 
 class SessionAwareLoginRequiredMiddleware(LoginRequiredMiddleware):
@@ -101,3 +106,58 @@ class SessionRefreshMiddleware:
             # Any save sets a new expiry (SessionMiddleware, after this); record when it happened.
             session[SESSION_REFRESHED_KEY] = now
         return response
+
+
+# When the session's user signed in, in seconds since the epoch by the server's clock; written at
+# every sign-in (reports.signals) and never taken from anything the browser sends.
+SESSION_SIGNED_IN_KEY = "_signed_in_at"
+
+
+def signed_in_now() -> int:
+    """The value SESSION_SIGNED_IN_KEY gets at a sign-in."""
+    return int(timezone.now().timestamp())
+
+
+class SessionAbsoluteLimitMiddleware:
+    """Ends a signed-in session CLINIKUI_SESSION_MAX_AGE (12 hours) after its sign-in, however
+    active it was (RELIABILITY SES-01); the idle limit is SESSION_COOKIE_AGE's.
+
+    It runs before SessionAwareLoginRequiredMiddleware and leaves the request signed out, so an
+    ended session is answered like an idle one: a page redirects to the sign-in page, an htmx
+    request gets 401 and the page signs in again in place. Views open to everyone (the sign-in
+    page, /ping/) are not checked, so /ping/ still reads no session. A signed-in session without
+    a sign-in time cannot show its age and is ended too. The end is audited as
+    `auth.session_expired`, in the transaction that deletes the session.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
+        return self.get_response(request)
+
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., Any],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[str, Any],
+    ) -> None:
+        if not getattr(view_func, "login_required", True):
+            return
+        user = request.user
+        if not user.is_authenticated:
+            return
+        signed_in_at = request.session.get(SESSION_SIGNED_IN_KEY)
+        max_age = settings.CLINIKUI_SESSION_MAX_AGE
+        if isinstance(signed_in_at, int) and signed_in_now() - signed_in_at <= max_age:
+            return
+        with transaction.atomic():
+            audit.record(
+                "auth.session_expired",
+                actor=user,
+                ip=str(request.META.get("REMOTE_ADDR", "")),
+                reason="absolute limit",
+            )
+            request.session.flush()
+        request.user = AnonymousUser()

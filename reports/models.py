@@ -39,6 +39,7 @@ class ReportState(models.TextChoices):
     AWAITING_REVIEW = "awaiting_review", "Awaiting review"
     RELEASING = "releasing", "Being released"
     RELEASED = "released", "Released"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class ReportQuerySet(models.QuerySet["Report"]):
@@ -108,6 +109,8 @@ class VersionKind(models.TextChoices):
     AUTOSAVED = "autosaved", "Autosaved"
     RESTORED = "restored", "Restored"
     CONFLICT = "conflict", "Kept from a conflicting edit"
+    AMENDMENT = "amendment", "Amendment started from the released version"
+    CANCELLATION = "cancellation", "Cancellation"
 
 
 class ReportVersion(models.Model):
@@ -203,6 +206,7 @@ class AuditEvent(models.Model):
 class SignatureMeaning(models.TextChoices):
     AUTHORED = "authored", "Authored"
     VERIFIED = "verified", "Verified"
+    CANCELLED = "cancelled", "Cancelled"
 
 
 class Signature(models.Model):
@@ -261,6 +265,87 @@ class Review(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_decision_display()}: report {self.report_id} v{self.version_id}"
+
+
+class Amendment(models.Model):
+    """A change to a released report, or its cancellation, with the reason (CLIA 493.1291(k)).
+
+    Started from the released version, which stays as it was with its signatures; the new
+    content is a new draft version that is signed (and, by setting, reviewed) and then sent as
+    `PATCH /v1/labs/{id}`. A report has at most one open amendment. Rows change only to record
+    the version sent and when it was released or discarded.
+    """
+
+    class Kind(models.TextChoices):
+        AMENDED = "amended", "Amended"
+        CORRECTED = "corrected", "Corrected"
+        APPENDED = "appended", "Appended"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class Reason(models.TextChoices):
+        MISIDENTIFICATION = "misidentification", "Misidentification (patient or specimen)"
+        SPECIMEN = "specimen", "Specimen problem"
+        INTERPRETATION = "interpretation", "Interpretation"
+        REPORT_DEFECT = "report_defect", "Report defect"
+        OTHER = "other", "Other"
+
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="amendments")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    reason = models.CharField(max_length=20, choices=Reason.choices)
+    explanation = models.TextField()
+    # The released version the amendment starts from and is compared with.
+    released_version = models.ForeignKey(ReportVersion, on_delete=models.PROTECT, related_name="+")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    started_at = models.DateTimeField(db_default=Now())
+    # The signed version queued for ClinikAPI (the latest, if ClinikAPI returned an earlier one).
+    version = models.ForeignKey(
+        ReportVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    released_at = models.DateTimeField(null=True, blank=True)
+    discarded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["started_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["report"],
+                condition=models.Q(released_at__isnull=True, discarded_at__isnull=True),
+                name="one_open_amendment_per_report",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} report {self.report_id}: {self.get_reason_display()}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.released_at is None and self.discarded_at is None
+
+
+class Notification(models.Model):
+    """Something a person should see on their next page: a report returned or verified."""
+
+    class Kind(models.TextChoices):
+        RETURNED = "returned", "Returned to you by a supervisor"
+        VERIFIED = "verified", "Verified by a supervisor"
+        REFUSED = "refused", "Refused by ClinikAPI"
+
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notifications"
+    )
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="+")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    created_at = models.DateTimeField(db_default=Now())
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["recipient", "read_at"], name="notification_unread_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: report {self.report_id}"
 
 
 class SubmissionState(models.TextChoices):

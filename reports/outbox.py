@@ -43,10 +43,12 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from reports import audit, clinikapi, services, signed_documents, signing
+from reports import amendments, audit, clinikapi, services, signed_documents, signing
 from reports.models import (
     Alert,
+    Amendment,
     Attachment,
+    Notification,
     Report,
     ReportState,
     Submission,
@@ -236,6 +238,8 @@ class Worker:
             )
             return
         body = self.request_body(submission)
+        if submission.operation == Submission.Operation.UPDATE:
+            body = amendments.patch_body(body)
         now = timezone.now()
         with transaction.atomic():
             # From here until an outcome is written, a crash leaves the outcome unknown.
@@ -352,13 +356,17 @@ class Worker:
             ):
                 return
             report = Report.objects.select_for_update().get(pk=submission.report_id)
-            report.state = ReportState.RELEASED
+            cancelled = submission.payload.get("status") == Amendment.Kind.CANCELLED
+            report.state = ReportState.CANCELLED if cancelled else ReportState.RELEASED
             report.remote_id = lab.id
             report.updated_at = now
             report.save(update_fields=["state", "remote_id", "updated_at"])
+            Amendment.objects.filter(version=submission.version_id, released_at=None).update(
+                released_at=now
+            )
             _audit(
                 submission,
-                "report.released",
+                "report.cancelled" if cancelled else "report.released",
                 remote_id=lab.id,
                 request_id=request_id,
                 adopted=adopted,
@@ -453,12 +461,22 @@ class Worker:
             ):
                 return
             report = Report.objects.select_for_update().get(pk=submission.report_id)
-            report.state = ReportState.DRAFT
+            # A refused cancellation leaves the report as released; anything else is a draft
+            # again for its author to mend.
+            cancelling = submission.payload.get("status") == Amendment.Kind.CANCELLED
+            report.state = ReportState.RELEASED if cancelling else ReportState.DRAFT
             report.updated_at = timezone.now()
             report.save(update_fields=["state", "updated_at"])
+            if cancelling:
+                Amendment.objects.filter(version=submission.version_id, released_at=None).update(
+                    discarded_at=timezone.now()
+                )
+            Notification.objects.create(
+                recipient_id=report.author_id, report=report, kind=Notification.Kind.REFUSED
+            )
             _audit(
                 submission,
-                "release.returned",
+                "cancellation.refused" if cancelling else "release.returned",
                 code=code,
                 fields=sorted({issue["field"] for issue in issues}),
             )

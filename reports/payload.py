@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Self
@@ -31,6 +31,14 @@ DRAFT_STATUSES: Final = {
     "preliminary": "Preliminary",
     "final": "Final",
 }
+# The statuses an amendment of a released report is sent with (CONTRACT §11.4, FHIR R4).
+AMENDMENT_STATUSES: Final = {
+    "amended": "Amended",
+    "corrected": "Corrected",
+    "appended": "Appended",
+}
+# FHIR R4 DiagnosticReport requires effective[x] from these statuses on.
+_NEEDS_EFFECTIVE: Final = frozenset({"partial", "preliminary", "final", *AMENDMENT_STATUSES})
 _ID: Final = re.compile(r"[A-Za-z0-9._-]{1,128}")
 
 # The composer's fields, by the plain names clinicians see (DESIGN "Composing").
@@ -238,8 +246,13 @@ def preview_payload(content: ReportContent) -> dict[str, Any]:
     return shown
 
 
-def check_payload(content: ReportContent) -> list[Problem]:
-    """Every contract rule (CONTRACT §11.1) and FHIR R4 DiagnosticReport rule the body breaks."""
+def check_payload(
+    content: ReportContent, *, statuses: Mapping[str, str] = DRAFT_STATUSES
+) -> list[Problem]:
+    """Every contract rule (CONTRACT §11.1) and FHIR R4 DiagnosticReport rule the body breaks.
+
+    `statuses` are those this report may be sent with: a new report's, or an amendment's own.
+    """
     problems: list[Problem] = []
     if not content.patient_id:
         problems.append(Problem("patient_id", "Choose the patient."))
@@ -251,13 +264,15 @@ def check_payload(content: ReportContent) -> list[Problem]:
         problems.append(Problem("code", "The report code must be a LOINC code."))
     if not content.status:
         problems.append(Problem("status", "Choose the status."))
-    elif content.status not in DRAFT_STATUSES:
-        problems.append(Problem("status", "This status cannot be chosen for a new report."))
+    elif content.status not in statuses:
+        names = [name.lower() for name in statuses.values()]
+        allowed = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        problems.append(Problem("status", f"The status must be {allowed}."))
     if content.category and content.category not in CATEGORIES:
         problems.append(Problem("category", "The category must be LAB, RAD or PAT."))
     if content.effective is None:
         # FHIR R4 DiagnosticReport requires effective[x] once the status is partial or later.
-        if content.status in {"partial", "preliminary", "final"}:
+        if content.status in _NEEDS_EFFECTIVE:
             problems.append(
                 Problem("effective", "Enter the effective date/time (when the sample was taken).")
             )

@@ -1,8 +1,12 @@
-"""The forms of the release steps (signing now; reviewing and amending later)."""
+"""The forms of the release steps: signing, reviewing, amending and cancelling."""
 
 from __future__ import annotations
 
+import re
+
 from django import forms
+
+from reports.models import Amendment
 
 
 class SignForm(forms.Form):
@@ -28,3 +32,69 @@ class ReturnForm(forms.Form):
         max_length=2000,
     )
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
+
+
+def _reason_fields(label: str, help_text: str = "") -> tuple[forms.ChoiceField, forms.CharField]:
+    """The coded reason (CLIA 493.1291(k)) and the free text that says what happened."""
+    return (
+        forms.ChoiceField(
+            label="Reason", choices=[("", "—"), *[(c.value, c.label) for c in Amendment.Reason]]
+        ),
+        forms.CharField(
+            label=label,
+            widget=forms.Textarea(attrs={"rows": 3}),
+            max_length=2000,
+            help_text=help_text,
+        ),
+    )
+
+
+class AmendForm(forms.Form):
+    """Starting an amendment of a released report: which kind, and why (CLIA 493.1291(k))."""
+
+    kind = forms.ChoiceField(
+        label="Kind of change",
+        widget=forms.RadioSelect,
+        choices=[
+            ("amended", "Amended: the report's content changes"),
+            ("corrected", "Corrected: an error in the released report is put right"),
+            ("appended", "Appended: content is added; nothing released changes"),
+        ],
+    )
+    reason, explanation = _reason_fields(
+        "Explain the change",
+        help_text="Shown in the report's timeline, to the reviewer, and in the signed PDF.",
+    )
+
+
+class CancelForm(SignForm):
+    """Cancelling a released report: why, and the password (it is signed like a report)."""
+
+    reason, explanation = _reason_fields("Explain the cancellation")
+    field_order = ["reason", "explanation", "password"]
+
+
+class _ReportVersions(forms.MultipleChoiceField):
+    """Values "report id:version number". Not checked against the queue as it is now: a report
+    that changed since the page was drawn is refused by itself, not the whole batch."""
+
+    def valid_value(self, value: str) -> bool:
+        return re.fullmatch(r"[0-9]{1,12}:[0-9]{1,9}", str(value)) is not None
+
+
+class BatchVerifyForm(forms.Form):
+    """Verifying several reports at once, each at the version the supervisor saw."""
+
+    reports = _ReportVersions(
+        label="Reports to verify",
+        error_messages={"required": "Tick the reports you have read and verify."},
+    )
+    password = SignForm.base_fields["password"]
+    token = forms.UUIDField(widget=forms.HiddenInput)
+
+    def clean_reports(self) -> list[tuple[int, int]]:
+        pairs = []
+        for value in self.cleaned_data["reports"]:
+            report_id, _, version = str(value).partition(":")
+            pairs.append((int(report_id), int(version)))
+        return pairs

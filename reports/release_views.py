@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import json
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import permission_required
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from reports import workflow
+from reports import amendments, workflow
 from reports.models import (
+    Notification,
     Report,
     ReportState,
     Review,
@@ -25,8 +28,9 @@ from reports.models import (
     Submission,
     SubmissionAttempt,
 )
-from reports.payload import ReportContent, check_payload, preview_payload
-from reports.release_forms import ReturnForm, SignForm
+from reports.payload import ReportContent
+from reports.release_forms import AmendForm, BatchVerifyForm, CancelForm, ReturnForm, SignForm
+from reports.timeline import timeline
 from reports.views import HtmxHttpRequest
 
 
@@ -93,12 +97,14 @@ def report_sign(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         form = SignForm(initial={"version": version_number, "token": workflow.new_form_token()})
     version = get_object_or_404(report.versions, number=version_number)
     content = ReportContent.from_json(version.content)
+    amendment = amendments.open_amendment(report) if report.remote_id else None
     context = {
         "report": report,
         "version": version,
         "form": form,
-        "problems": check_payload(content),
-        "payload_json": json.dumps(preview_payload(content), indent=2, ensure_ascii=False),
+        "problems": amendments.problems_for(content, amendment),
+        "payload_json": _shown(amendments.preview_body(content, amendment)),
+        "amendment": amendment,
         "needs_review": workflow.needs_review(content),
         "is_stale": version.number != report.head,
     }
@@ -115,23 +121,119 @@ def _signed_message(result: workflow.SignResult) -> str:
 @require_GET
 @never_cache
 def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
-    """Where a signed report stands: signatures, each release with its ClinikAPI ids."""
+    """The report's own page once signed: where it stands, what was released, its timeline,
+    and the ways to change it (amend, cancel)."""
     report = _visible_report(request, report_id)
     signatures = Signature.objects.filter(report=report).select_related("version", "signer")
     submissions = (
         Submission.objects.filter(report=report)
         .select_related("version")
-        .defer("pdf", "payload")
+        .defer("pdf")
         .prefetch_related(Prefetch("tries", queryset=SubmissionAttempt.objects.order_by("pk")))
         .order_by("-created_at", "-pk")
     )
+    entries, autosaves = timeline(report)
+    is_author = report.author_id == request.user.pk
+    is_released = report.state == ReportState.RELEASED
     context = {
         "report": report,
         "head": report.versions.get(number=report.head),
         "signatures": signatures,
-        "submissions": submissions,
+        "releases": [(submission, _shown(submission.payload)) for submission in submissions],
+        "timeline": entries,
+        "autosaves": autosaves,
+        "amendment": amendments.open_amendment(report) if report.remote_id else None,
+        "can_amend": is_released and is_author,
+        "can_cancel": is_released and (is_author or request.user.has_perm("reports.verify_report")),
     }
     return render(request, "reports/report_release.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+@permission_required("reports.compose_report", raise_exception=True)
+def report_amend(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    """Start an amendment of one's own released report: kind and reason, then the composer."""
+    report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
+    form = AmendForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            amendments.start_amendment(
+                report_id=report.pk,
+                user=request.user,
+                kind=form.cleaned_data["kind"],
+                reason=form.cleaned_data["reason"],
+                explanation=form.cleaned_data["explanation"],
+            )
+        except amendments.AmendmentRefused as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                "Amendment started from the released version. Fields ClinikAPI cannot change "
+                "are locked; sign when the changes are complete.",
+            )
+            return _see_other("reports:edit", report.pk)
+    elif request.method == "GET" and report.state != ReportState.RELEASED:
+        return redirect("reports:release", report.pk)
+    status = 422 if request.method == "POST" else 200
+    context = {
+        "report": report,
+        "form": form,
+        "amendments_reviewed": settings.CLINIKUI_AMENDMENTS_NEED_REVIEW,
+    }
+    return render(request, "reports/report_amend.html", context, status=status)
+
+
+@require_POST
+@permission_required("reports.compose_report", raise_exception=True)
+def amendment_discard(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
+    try:
+        amendments.discard_amendment(report_id=report.pk, user=request.user)
+    except amendments.AmendmentRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, "Amendment discarded. The report is as it was released.")
+    return _see_other("reports:release", report.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def report_cancel(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    """Cancel a released report (its author or a supervisor): reason and password."""
+    report = _visible_report(request, report_id)
+    if report.author_id != request.user.pk and not request.user.has_perm("reports.verify_report"):
+        raise Http404
+    if request.method == "POST":
+        form = CancelForm(request.POST)
+        if form.is_valid():
+            try:
+                amendments.cancel_report(
+                    request=request,
+                    report_id=report.pk,
+                    user=request.user,
+                    password=form.cleaned_data["password"],
+                    reason=form.cleaned_data["reason"],
+                    explanation=form.cleaned_data["explanation"],
+                    token=form.cleaned_data["token"],
+                )
+            except workflow.WrongPassword as exc:
+                form.add_error("password", str(exc))
+            except amendments.AmendmentRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, "Cancellation signed; it is being sent to ClinikAPI.")
+                return _see_other("reports:release", report.pk)
+        status = 422
+    else:
+        if report.state != ReportState.RELEASED:
+            return redirect("reports:release", report.pk)
+        form = CancelForm(initial={"version": report.head, "token": workflow.new_form_token()})
+        status = 200
+    return render(
+        request, "reports/report_cancel.html", {"report": report, "form": form}, status=status
+    )
 
 
 @require_GET
@@ -154,18 +256,40 @@ def signed_pdf(request: HtmxHttpRequest, report_id: int, submission_id: int) -> 
 # --- review ----------------------------------------------------------------------------------
 
 
-@require_GET
+@require_http_methods(["GET", "POST"])
 @never_cache
 @permission_required("reports.verify_report", raise_exception=True)
 def review_queue(request: HtmxHttpRequest) -> HttpResponse:
-    """Reports awaiting verification, oldest first."""
+    """Reports awaiting verification, oldest first, with batch verification of those ticked."""
+    outcomes: list[workflow.BatchOutcome] = []
+    form = BatchVerifyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            outcomes = workflow.verify_many(
+                request=request,
+                verifier=request.user,
+                password=form.cleaned_data["password"],
+                choices=form.cleaned_data["reports"],
+                token=form.cleaned_data["token"],
+            )
+        except workflow.WrongPassword as exc:
+            form.add_error("password", str(exc))
+    if request.method == "GET" or outcomes:
+        # A fresh one-time token for the next batch; a form with errors keeps its own.
+        form = BatchVerifyForm(initial={"token": workflow.new_form_token()})
     reports = (
         Report.objects.filter(state=ReportState.AWAITING_REVIEW)
         .select_related("author")
         .with_head_content()
         .order_by("updated_at", "pk")
     )
-    return render(request, "reports/review_queue.html", {"reports": reports})
+    context = {
+        "reports": reports,
+        "form": form,
+        "outcomes": [(Report(pk=outcome.report_id).number, outcome) for outcome in outcomes],
+    }
+    status = 422 if request.method == "POST" and not outcomes else 200
+    return render(request, "reports/review_queue.html", context, status=status)
 
 
 @require_http_methods(["GET", "POST"])
@@ -217,18 +341,42 @@ def report_review(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
                     return _see_other("reports:release", report.pk)
     version = report.versions.get(number=report.head)
     content = ReportContent.from_json(version.content)
+    amendment = amendments.open_amendment(report) if report.remote_id else None
+    entries, autosaves = timeline(report)
     context = {
         "report": report,
         "version": version,
         "content": content,
-        "payload_json": json.dumps(preview_payload(content), indent=2, ensure_ascii=False),
+        "amendment": amendment,
+        "amendment_changes": amendments.changes_since_release(amendment, content)
+        if amendment
+        else (),
+        "payload_json": _shown(amendments.preview_body(content, amendment)),
         "signatures": Signature.objects.filter(report=report).select_related("version", "signer"),
         "reviews": Review.objects.filter(report=report).select_related("reviewer", "version"),
         "is_author": report.author_id == request.user.pk,
+        "timeline": entries,
+        "autosaves": autosaves,
         "verify_form": verify_form,
         "return_form": return_form,
     }
     return render(request, "reports/report_review.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def notifications(request: HtmxHttpRequest) -> HttpResponse:
+    """The signed-in user's notifications, newest first; a POST marks them all read."""
+    mine = Notification.objects.filter(recipient=request.user)
+    if request.method == "POST":
+        mine.filter(read_at__isnull=True).update(read_at=timezone.now())
+        return _see_other("reports:notifications")
+    items = mine.select_related("report")[:100]
+    return render(request, "reports/notifications.html", {"notifications": items})
+
+
+def _shown(body: dict[str, object]) -> str:
+    return json.dumps(body, indent=2, ensure_ascii=False)
 
 
 def _see_other(view: str, *args: object) -> HttpResponse:

@@ -240,7 +240,7 @@ def save_draft(
         data = content.to_json()
         if data == head.content:
             return head
-        number = _next_version_number(report)
+        number = next_version_number(report)
         is_stale = base_version != report.head
         version = ReportVersion.objects.create(
             report=report,
@@ -288,7 +288,7 @@ def restore_version(
     )
 
 
-def _next_version_number(report: Report) -> int:
+def next_version_number(report: Report) -> int:
     latest = report.versions.aggregate(latest=Max("number"))["latest"]
     return int(latest or 0) + 1
 

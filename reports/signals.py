@@ -1,4 +1,5 @@
-"""Security events into the audit trail (RELIABILITY AU-05): sign-ins, failures, sign-outs.
+"""Security events into the audit trail (RELIABILITY AU-05): sign-ins, failures, sign-outs;
+and the sign-in time the 12-hour session limit counts from (SES-01).
 
 Signals are the only hook Django's authentication offers for these; no business flow runs here.
 """
@@ -14,6 +15,7 @@ from django.dispatch import receiver
 from django.http import HttpRequest
 
 from reports import audit
+from reports.middleware import SESSION_SIGNED_IN_KEY, signed_in_now
 
 
 def _client_ip(request: HttpRequest | None) -> str:
@@ -24,6 +26,12 @@ def _client_ip(request: HttpRequest | None) -> str:
 def record_sign_in(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
     with transaction.atomic():
         audit.record("auth.signed_in", actor=user, ip=_client_ip(request))
+
+
+@receiver(user_logged_in)
+def remember_sign_in_time(sender: Any, request: HttpRequest, user: User, **kwargs: Any) -> None:
+    # After login() has rotated the session, so every sign-in starts a new 12 hours.
+    request.session[SESSION_SIGNED_IN_KEY] = signed_in_now()
 
 
 @receiver(user_logged_out)

@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 from django.utils import timezone
 
-from reports import clinikapi
-from reports.models import Signature, Submission
+from reports import clinikapi, diffs
+from reports.models import Amendment, Signature, Submission
 from reports.payload import ReportContent
 from reports.signed_pdf import (
+    ChangeSection,
     ResultRow,
     SignatureLine,
     SignedReportDocument,
@@ -104,6 +105,29 @@ def document_for(
                 version_number=version.number,
             )
             for signature in signatures.select_related("signer")
+        ),
+        changes=_changes(submission, content),
+    )
+
+
+def _changes(submission: Submission, content: ReportContent) -> ChangeSection | None:
+    """For an amendment or a cancellation: what changed since the released version, and why."""
+    amendment = (
+        Amendment.objects.select_related("released_version")
+        .filter(version=submission.version_id)
+        .first()
+    )
+    if amendment is None:
+        return None
+    released = ReportContent.from_json(amendment.released_version.content)
+    return ChangeSection(
+        since_version=amendment.released_version.number,
+        kind=amendment.get_kind_display(),
+        reason=f"{amendment.get_reason_display()}: {amendment.explanation}",
+        changes=tuple(
+            (change.label, change.before, change.after)
+            for change in diffs.compare(released, content)
+            if change.field != "status"
         ),
     )
 

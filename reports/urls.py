@@ -43,6 +43,14 @@ urlpatterns = [
     path("review/<int:report_id>/", release_views.report_review, name="review"),
     path("reports/<int:report_id>/sign/", release_views.report_sign, name="sign"),
     path("reports/<int:report_id>/release/", release_views.report_release, name="release"),
+    path("reports/<int:report_id>/amend/", release_views.report_amend, name="amend"),
+    path(
+        "reports/<int:report_id>/amend/discard/",
+        release_views.amendment_discard,
+        name="amendment_discard",
+    ),
+    path("reports/<int:report_id>/cancel/", release_views.report_cancel, name="cancel"),
+    path("notifications/", release_views.notifications, name="notifications"),
     path(
         "reports/<int:report_id>/releases/<int:submission_id>/signed-report.pdf",
         release_views.signed_pdf,

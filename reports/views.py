@@ -23,9 +23,9 @@ from django_htmx.http import (
 )
 from django_htmx.middleware import HtmxDetails
 
-from reports import diffs, services
+from reports import amendments, diffs, services
 from reports.forms import PatientSearchForm, ReportForm, concept_displays
-from reports.models import Report, ReportVersion, SubmissionState, VersionKind
+from reports.models import Amendment, Report, ReportVersion, SubmissionState, VersionKind
 from reports.payload import (
     FIELD_LABELS,
     MAX_CONCLUSION_CHARS,
@@ -33,8 +33,6 @@ from reports.payload import (
     ReportContent,
     api_problems,
     build_payload,
-    check_payload,
-    preview_payload,
 )
 from reports.pdf_validation import MAX_ATTACHMENT_BYTES, human_size
 
@@ -160,6 +158,8 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         return redirect("reports:release", report.pk)
     head = report.versions.get(number=report.head)
     saved = ReportContent.from_json(head.content)
+    # An amendment of a released report locks what ClinikAPI cannot change (CONTRACT §11.4).
+    amendment = amendments.open_amendment(report) if report.remote_id else None
     try:
         options: services.ComposerOptions | None = services.get_composer_options(
             patient_id=report.patient_id
@@ -171,19 +171,21 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     # bound form takes from `initial`.
     initial = ReportForm.initial_from(saved, base_version=head.number)
     if request.method != "POST":
-        form = ReportForm(initial=initial, options=options, saved=saved)
-        context = _composer_context(report, head, form, options, api_error, saved)
+        form = ReportForm(initial=initial, options=options, saved=saved, amendment=amendment)
+        context = _composer_context(report, head, form, options, api_error, saved, amendment)
         return render(request, "reports/report_edit.html", context)
 
     is_autosave = request.POST.get("autosave") == "1"
-    form = ReportForm(request.POST, initial=initial, options=options, saved=saved)
+    form = ReportForm(
+        request.POST, initial=initial, options=options, saved=saved, amendment=amendment
+    )
     if not form.is_valid():
         if is_autosave:
             # Nothing is saved while a field is invalid; the status line says so.
             return render(
                 request, "reports/report_edit.html#autosave-status", {"form": form}, status=422
             )
-        context = _composer_context(report, head, form, options, api_error, saved)
+        context = _composer_context(report, head, form, options, api_error, saved, amendment)
         if request.htmx:
             response = render(request, "reports/report_edit.html#report-form", context)
             return reswap(retarget(response, "#report-form"), "outerHTML")
@@ -222,7 +224,7 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         "category_widget": _category_widget(content)
         if content.category != form.cleaned_data["category"]
         else None,
-        **_preview(report, content),
+        **_preview(content, amendment),
     }
     return render(request, "reports/_autosaved.html", context)
 
@@ -239,6 +241,7 @@ def _composer_context(
     options: services.ComposerOptions | None,
     api_error: services.APIUnavailable | None,
     saved: ReportContent,
+    amendment: Amendment | None,
 ) -> dict[str, object]:
     # What the form shows: the posted values when it is re-shown with errors, else the saved.
     report_code = str(form["report_code"].value() or "")
@@ -269,7 +272,7 @@ def _composer_context(
             {"code": code, "display": displays.get(("snomed", code), code), "system": SNOMED_CT}
             for code in chosen_codes
         ],
-        **_with_refusal(report, _preview(report, saved)),
+        **_with_refusal(report, _preview(saved, amendment)),
     }
 
 
@@ -289,11 +292,17 @@ def _with_refusal(report: Report, preview: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _preview(report: Report, content: ReportContent) -> dict[str, Any]:
-    problems = check_payload(content)
+def _preview(content: ReportContent, amendment: Amendment | None) -> dict[str, Any]:
+    problems = amendments.problems_for(content, amendment)
     by_field = {p.field: p for p in problems}
     return {
-        "payload_json": json.dumps(preview_payload(content), indent=2, ensure_ascii=False),
+        "amendment": amendment,
+        "amendment_changes": amendments.changes_since_release(amendment, content)
+        if amendment
+        else (),
+        "payload_json": json.dumps(
+            amendments.preview_body(content, amendment), indent=2, ensure_ascii=False
+        ),
         "problems": problems,
         "problems_by_field": by_field,
         "field_problems": [(name, by_field.get(name)) for name in FIELD_LABELS],
@@ -365,11 +374,15 @@ def report_restore(request: HtmxHttpRequest, report_id: int, number: int) -> Htt
 @never_cache
 @permission_required("reports.compose_report", raise_exception=True)
 def report_payload(request: HtmxHttpRequest, report_id: int) -> JsonResponse:
-    """The exact body `POST /v1/labs` would receive for the current version."""
+    """The exact body `POST /v1/labs` (or, for an amendment, `PATCH /v1/labs/{id}`) would
+    receive for the current version, without the signed report PDF the worker adds."""
     report = _own_report(request, report_id)
     head = report.versions.get(number=report.head)
     content = ReportContent.from_json(head.content)
-    return JsonResponse(build_payload(content, file_bytes=services.attachment_bytes(report)))
+    body = build_payload(content, file_bytes=services.attachment_bytes(report))
+    if report.remote_id and amendments.open_amendment(report):
+        body = amendments.patch_body(body)
+    return JsonResponse(body)
 
 
 # --- attachments ---------------------------------------------------------------------------
@@ -428,7 +441,10 @@ def _attachments_changed(
         "report": report,
         "head": head,
         "attachment_error": error,
-        **_preview(report, ReportContent.from_json(head.content)),
+        **_preview(
+            ReportContent.from_json(head.content),
+            amendments.open_amendment(report) if report.remote_id else None,
+        ),
     }
     return render(
         request, "reports/_attachments_changed.html", context, status=422 if error else 200

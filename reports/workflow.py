@@ -19,8 +19,10 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from reports import audit, signing
+from reports import amendments, audit, signing
 from reports.models import (
+    Amendment,
+    Notification,
     Report,
     ReportState,
     ReportVersion,
@@ -29,7 +31,7 @@ from reports.models import (
     SignatureMeaning,
     Submission,
 )
-from reports.payload import ReportContent, build_payload, check_payload
+from reports.payload import AMENDMENT_STATUSES, ReportContent, build_payload
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +61,10 @@ class SignResult:
 
 
 def needs_review(content: ReportContent) -> bool:
-    """Whether a supervisor verifies this report before it is released."""
+    """Whether a supervisor verifies this report before it is released: a final report, and
+    an amendment of a released one, each by its own setting. A cancellation is not reviewed."""
+    if content.status in AMENDMENT_STATUSES:
+        return bool(settings.CLINIKUI_AMENDMENTS_NEED_REVIEW)
     return bool(settings.CLINIKUI_REVIEW_REQUIRED) and content.status == "final"
 
 
@@ -85,7 +90,7 @@ def sign_report(
     replay = _replay(token, signer=signer, report_id=report_id, version_number=version_number)
     if replay is not None:
         return replay
-    if not _password_is_correct(request, signer, password):
+    if not password_is_correct(request, signer, password):
         with transaction.atomic():
             audit.record(
                 "signature.refused",
@@ -138,21 +143,13 @@ def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID
             "asked for; the new version can then be signed."
         )
     content = ReportContent.from_json(version.content)
-    problems = check_payload(content)
+    problems = amendments.report_problems(report, content)
     if problems:
         raise SigningRefused(
             "The report cannot be signed yet: "
             + " ".join(f"{problem.label}: {problem.message}" for problem in problems)
         )
-    signature = Signature.objects.create(
-        report=report,
-        version=version,
-        signer=signer,
-        printed_name=signer.get_full_name() or signer.get_username(),
-        meaning=SignatureMeaning.AUTHORED,
-        content_hash=signing.content_hash(version),
-        token=token,
-    )
+    signature = create_signature(version, signer, SignatureMeaning.AUTHORED, token=token)
     audit.record(
         "report.signed",
         actor=signer,
@@ -176,6 +173,22 @@ def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID
     return SignResult(report=report, signature=signature, submission=submission)
 
 
+def create_signature(
+    version: ReportVersion, signer: User, meaning: SignatureMeaning, *, token: uuid.UUID
+) -> Signature:
+    """The signature row: who, the name as printed, what it means, and the hash of the signed
+    content (21 CFR 11.50); its time is the database's clock. Call inside the transaction."""
+    return Signature.objects.create(
+        report_id=version.report_id,
+        version=version,
+        signer=signer,
+        printed_name=signer.get_full_name() or signer.get_username(),
+        meaning=meaning,
+        content_hash=signing.content_hash(version),
+        token=token,
+    )
+
+
 def queue_release(
     *,
     report: Report,
@@ -196,6 +209,10 @@ def queue_release(
         payload=body,
         payload_hash=hashlib.sha256(signing.canonical_json(body)).hexdigest(),
     )
+    if operation == Submission.Operation.UPDATE:
+        Amendment.objects.filter(
+            report=report, released_at__isnull=True, discarded_at__isnull=True
+        ).update(version=version)
     audit.record(
         "release.queued",
         actor=actor,
@@ -226,7 +243,7 @@ def _replay(
     return SignResult(signature.report, signature, submission, replayed=True)
 
 
-def _password_is_correct(request: HttpRequest, signer: User, password: str) -> bool:
+def password_is_correct(request: HttpRequest, signer: User, password: str) -> bool:
     """Through Django's authentication, so a failure sends `user_login_failed` (audited, and
     counted by the login throttle) exactly like a failed sign-in (RELIABILITY SIG-01)."""
     if not password:
@@ -258,13 +275,8 @@ def verify_report(
     if replay is not None:
         return replay
     report = Report.objects.get(pk=report_id)
-    if report.author_id == verifier.pk:
-        with transaction.atomic():
-            audit.record(
-                "review.refused", actor=verifier, report=report, reason="author cannot verify"
-            )
-        raise ReviewRefused("You wrote this report: another supervisor has to verify it.")
-    if not _password_is_correct(request, verifier, password):
+    _refuse_own_report(report, verifier)
+    if not password_is_correct(request, verifier, password):
         with transaction.atomic():
             audit.record(
                 "signature.refused",
@@ -274,6 +286,75 @@ def verify_report(
                 reason="wrong password",
             )
         raise WrongPassword
+    return _verify_checked(report_id, verifier=verifier, version_number=version_number, token=token)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What became of one report of a batch verification."""
+
+    report_id: int
+    version_number: int
+    verified: bool
+    message: str
+
+
+def verify_many(
+    *,
+    request: HttpRequest,
+    verifier: User,
+    password: str,
+    choices: list[tuple[int, int]],
+    token: uuid.UUID,
+) -> list[BatchOutcome]:
+    """Verify several reports with one password entry, each at the version the supervisor saw.
+
+    Each report is verified (or refused) on its own, exactly as `verify_report` would: a report
+    that changed since the queue was read, or that the supervisor wrote, is refused alone. Each
+    gets its own one-time token derived from the batch's, so a repeated POST changes nothing.
+    Raises WrongPassword.
+    """
+    if not password_is_correct(request, verifier, password):
+        with transaction.atomic():
+            audit.record("signature.refused", actor=verifier, reason="wrong password")
+        raise WrongPassword
+    outcomes = []
+    for report_id, version_number in choices:
+        item_token = uuid.uuid5(token, f"{report_id}:{version_number}")
+        try:
+            report = Report.objects.get(pk=report_id)
+            _refuse_own_report(report, verifier)
+            result = _replay(
+                item_token, signer=verifier, report_id=report_id, version_number=version_number
+            ) or _verify_checked(
+                report_id, verifier=verifier, version_number=version_number, token=item_token
+            )
+        except (Report.DoesNotExist, ReviewRefused, TokenReused) as exc:
+            message = "No such report." if isinstance(exc, Report.DoesNotExist) else str(exc)
+            outcomes.append(BatchOutcome(report_id, version_number, False, message))
+        else:
+            message = (
+                "Verified; queued for release to ClinikAPI."
+                if result.submission is not None
+                else "Verified; waits for another supervisor's verification."
+            )
+            outcomes.append(BatchOutcome(report_id, version_number, True, message))
+    return outcomes
+
+
+def _refuse_own_report(report: Report, verifier: User) -> None:
+    """The author of a report can never verify it (RELIABILITY AC-03), whatever a page showed."""
+    if report.author_id == verifier.pk:
+        with transaction.atomic():
+            audit.record(
+                "review.refused", actor=verifier, report=report, reason="author cannot verify"
+            )
+        raise ReviewRefused("You wrote this report: another supervisor has to verify it.")
+
+
+def _verify_checked(
+    report_id: int, *, verifier: User, version_number: int, token: uuid.UUID
+) -> SignResult:
     try:
         with transaction.atomic():
             report = Report.objects.select_for_update().get(pk=report_id)
@@ -291,22 +372,19 @@ def verify_report(
 
 
 def _verify(report: Report, *, verifier: User, version_number: int, token: uuid.UUID) -> SignResult:
+    if report.author_id == verifier.pk:  # checked before; again here, under the lock
+        raise ReviewRefused("You wrote this report: another supervisor has to verify it.")
     version = _under_review(report, version_number)
     if Signature.objects.filter(
         version=version, signer=verifier, meaning=SignatureMeaning.VERIFIED
     ).exists():
         raise ReviewRefused("You have verified this version already.")
-    signature = Signature.objects.create(
-        report=report,
-        version=version,
-        signer=verifier,
-        printed_name=verifier.get_full_name() or verifier.get_username(),
-        meaning=SignatureMeaning.VERIFIED,
-        content_hash=signing.content_hash(version),
-        token=token,
-    )
+    signature = create_signature(version, verifier, SignatureMeaning.VERIFIED, token=token)
     Review.objects.create(
         report=report, version=version, reviewer=verifier, decision=Review.Decision.VERIFIED
+    )
+    Notification.objects.create(
+        recipient_id=report.author_id, report=report, kind=Notification.Kind.VERIFIED
     )
     audit.record(
         "report.verified",
@@ -354,6 +432,9 @@ def return_report(*, report_id: int, reviewer: User, version_number: int, commen
         report.state = ReportState.DRAFT
         report.updated_at = timezone.now()
         report.save(update_fields=["state", "updated_at"])
+        Notification.objects.create(
+            recipient_id=report.author_id, report=report, kind=Notification.Kind.RETURNED
+        )
         audit.record("report.returned", actor=reviewer, report=report, version=version.number)
     return review
 

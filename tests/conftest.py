@@ -8,6 +8,8 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from django.core.cache import cache
 from django.core.handlers.base import BaseHandler
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.test import Client
+from django.utils import timezone
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from reports import clinikapi
@@ -169,6 +172,31 @@ def admin_user(db: None) -> User:
 
 @pytest.fixture
 def clinician_client(client: Client, clinician: User) -> Client:
+    client.force_login(clinician)
+    return client
+
+
+# --- the clock -------------------------------------------------------------------------------
+
+
+@dataclass
+class Clock:
+    now: datetime
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    """Django's clock, moved by hand (the session store and the middleware both read it)."""
+    clock = Clock(datetime(2026, 11, 24, 7, 0, tzinfo=UTC))
+    monkeypatch.setattr(timezone, "now", lambda: clock.now)
+    return clock
+
+
+@pytest.fixture
+def signed_in(client: Client, clinician: User, clock: Clock) -> Client:
     client.force_login(clinician)
     return client
 

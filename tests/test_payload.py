@@ -84,7 +84,7 @@ def test_content_survives_a_round_trip_through_json():
         ({"code": None}, "code", "Choose the report code"),
         ({"code": CodedConcept(SNOMED_CT, "1")}, "code", "must be a LOINC code"),
         ({"status": ""}, "status", "Choose the status"),
-        ({"status": "amended"}, "status", "cannot be chosen for a new report"),
+        ({"status": "amended"}, "status", "must be registered, partial, preliminary or final"),
         ({"category": "XR"}, "category", "LAB, RAD or PAT"),
         ({"effective": None}, "effective", "Enter the effective date/time"),
         ({"effective": datetime(2026, 3, 2, 7, 40)}, "effective", "no time zone"),  # noqa: DTZ001

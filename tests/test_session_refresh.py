@@ -3,8 +3,7 @@ minute instead of on every request (reports.middleware.SessionRefreshMiddleware)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,33 +13,10 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
 pytestmark = pytest.mark.django_db
 
 IDLE = timedelta(seconds=settings.SESSION_COOKIE_AGE)
-
-
-@dataclass
-class Clock:
-    now: datetime
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture
-def clock(monkeypatch) -> Clock:
-    """Django's clock, moved by hand (the session store and the middleware both read it)."""
-    clock = Clock(datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
-    monkeypatch.setattr(timezone, "now", lambda: clock.now)
-    return clock
-
-
-@pytest.fixture
-def signed_in(client, clinician, clock):
-    client.force_login(clinician)
-    return client
 
 
 def session_expiry(client: Client) -> datetime:

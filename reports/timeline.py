@@ -1,0 +1,143 @@
+"""A report's life on one list: versions, signatures, reviews, releases and amendments.
+
+Read from the rows that record each step (never from the audit trail, which holds ids and kinds
+only): who did what, when, and why, oldest first (RELIABILITY AU-, 21 CFR 11.10(e)).
+Autosaves are counted, not listed; the history page shows every version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.contrib.auth.models import User
+
+from reports.models import (
+    Amendment,
+    Report,
+    ReportVersion,
+    Review,
+    Signature,
+    Submission,
+    SubmissionState,
+    VersionKind,
+)
+
+_ORDER = {"amendment": 0, "version": 1, "signature": 2, "review": 3, "release": 4}
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    at: datetime
+    what: str
+    who: str = ""
+    detail: str = ""
+    version: int | None = None
+    # A CSS hook and a test handle: version, signature, review, release, amendment.
+    kind: str = ""
+
+
+def timeline(report: Report) -> tuple[list[Entry], int]:
+    """The report's entries oldest first, and how many autosaves were left off the list."""
+    entries: list[Entry] = []
+    versions = ReportVersion.objects.filter(report=report).select_related("author")
+    autosaves = 0
+    for version in versions.only("number", "kind", "created_at", "author"):
+        if version.kind == VersionKind.AUTOSAVED:
+            autosaves += 1
+            continue
+        entries.append(
+            Entry(
+                version.created_at,
+                f"Version {version.number}: {version.get_kind_display().lower()}",
+                _name(version.author),
+                version=version.number,
+                kind="version",
+            )
+        )
+    for signature in Signature.objects.filter(report=report).select_related("version", "signer"):
+        entries.append(
+            Entry(
+                signature.signed_at,
+                f"Signed: {signature.get_meaning_display().lower()}",
+                signature.printed_name,
+                f"SHA-256 {signature.content_hash[:12]}…",
+                signature.version.number,
+                "signature",
+            )
+        )
+    for review in Review.objects.filter(report=report).select_related("version", "reviewer"):
+        entries.append(
+            Entry(
+                review.created_at,
+                review.get_decision_display(),
+                _name(review.reviewer),
+                review.comment,
+                review.version.number,
+                "review",
+            )
+        )
+    submissions = (
+        Submission.objects.filter(report=report).select_related("version").defer("pdf", "payload")
+    )
+    for submission in submissions:
+        number = submission.version.number
+        entries.append(
+            Entry(submission.created_at, "Queued for ClinikAPI", version=number, kind="release")
+        )
+        if submission.state == SubmissionState.SENT and submission.sent_at:
+            entries.append(
+                Entry(
+                    submission.sent_at,
+                    "Released to ClinikAPI"
+                    if submission.operation == Submission.Operation.CREATE
+                    else "Update released to ClinikAPI (PATCH)",
+                    detail=f"ClinikAPI id {submission.remote_id}",
+                    version=number,
+                    kind="release",
+                )
+            )
+        elif submission.state in (SubmissionState.RETURNED, SubmissionState.PARKED):
+            entries.append(
+                Entry(
+                    submission.updated_at,
+                    submission.get_state_display(),
+                    detail=submission.error_message or submission.error_code,
+                    version=number,
+                    kind="release",
+                )
+            )
+    amendments = Amendment.objects.filter(report=report).select_related(
+        "started_by", "released_version"
+    )
+    for amendment in amendments:
+        entries.append(
+            Entry(
+                amendment.started_at,
+                f"Cancellation of released version {amendment.released_version.number}"
+                if amendment.kind == Amendment.Kind.CANCELLED
+                else f"Amendment started ({amendment.get_kind_display().lower()}) from "
+                f"released version {amendment.released_version.number}",
+                _name(amendment.started_by),
+                f"{amendment.get_reason_display()}: {amendment.explanation}",
+                kind="amendment",
+            )
+        )
+        if amendment.discarded_at:
+            entries.append(
+                Entry(
+                    amendment.discarded_at,
+                    "Cancellation refused by ClinikAPI"
+                    if amendment.kind == Amendment.Kind.CANCELLED
+                    else "Amendment discarded",
+                    kind="amendment",
+                )
+            )
+    # Steps taken in one transaction share the database's clock reading (PostgreSQL's now() is
+    # the transaction's start): within one instant, list them in the order they happen.
+    entries.sort(key=lambda entry: (entry.at, _ORDER.get(entry.kind, 9)))
+    return entries, autosaves
+
+
+def _name(user: User) -> str:
+    return user.get_full_name() or user.get_username()

@@ -1,0 +1,428 @@
+"""Amending, correcting, appending and cancelling released reports (DESIGN "lifecycle",
+CONTRACT §11.4, RELIABILITY REC-04): a new signed version sent as one PATCH, with its reason;
+the released version stays readable."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+from typing import Any
+
+import pypdf
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client, RequestFactory
+from django.urls import reverse
+
+from reports import amendments, outbox, services, signing, workflow
+from reports.models import (
+    Amendment,
+    AuditEvent,
+    Report,
+    ReportState,
+    Signature,
+    Submission,
+    SubmissionState,
+)
+from reports.payload import SNOMED_CT, CodedConcept, ReportContent
+from reports.sandbox.faults import Fault
+from terminology import loading
+from tests.conftest import PASSWORD, make_user
+from tests.releasing import complete_content, draft, drain, fast_release_settings, sign
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sandbox(settings, api_over_socket):
+    fast_release_settings(settings)
+    settings.CLINIKUI_REVIEW_REQUIRED = True
+    settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = True
+    return api_over_socket.sandbox
+
+
+@pytest.fixture
+def released(clinician, sandbox) -> Report:
+    report = draft(clinician, complete_content(status="preliminary"))
+    sign(report, clinician)
+    drain(outbox.Worker(), until=lambda: _settled(report))
+    report.refresh_from_db()
+    assert report.state == ReportState.RELEASED and report.remote_id
+    return report
+
+
+def _settled(report: Report) -> bool:
+    return (
+        not Submission.objects.filter(report=report)
+        .exclude(state=SubmissionState.SENT, read_back__in=["match", "mismatch"])
+        .exclude(state__in=[SubmissionState.RETURNED, SubmissionState.PARKED])
+        .exists()
+    )
+
+
+def _amend(report: Report, user: User, kind: str = "amended", **changes: Any) -> ReportContent:
+    amendments.start_amendment(
+        report_id=report.pk,
+        user=user,
+        kind=kind,
+        reason=Amendment.Reason.INTERPRETATION,
+        explanation="Repeat haemoglobin changes the interpretation.",
+    )
+    report.refresh_from_db()
+    head = ReportContent.from_json(report.versions.get(number=report.head).content)
+    content = dataclasses.replace(head, **changes)
+    if changes:
+        services.save_draft(
+            report_id=report.pk, author=user, base_version=report.head, content=content
+        )
+        report.refresh_from_db()
+    return content
+
+
+def _verify(report: Report, verifier: User) -> workflow.SignResult:
+    return workflow.verify_report(
+        request=RequestFactory().post("/"),
+        report_id=report.pk,
+        verifier=verifier,
+        password=PASSWORD,
+        version_number=report.head,
+        token=uuid.uuid4(),
+    )
+
+
+def _patches(sandbox: Any, report: Report) -> list[dict[str, Any]]:
+    return [
+        record.body
+        for record in sandbox.store.requests
+        if record.method == "PATCH" and record.path == f"/v1/labs/{report.remote_id}"
+    ]
+
+
+def _pdf_text(data: bytes) -> str:
+    return " ".join(
+        " ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(data)).pages
+    )
+
+
+def test_an_amendment_is_reviewed_then_sent_as_one_patch_with_complete_lists(
+    released, clinician, supervisor, sandbox
+):
+    original = released.versions.get(number=released.head)
+    original_signature = Signature.objects.get(report=released)
+    _amend(released, clinician, conclusion="Moderate anaemia on repeat testing.")
+    result = sign(released, clinician)
+    assert result.submission is None  # amendments wait for review (the setting is on)
+    released.refresh_from_db()
+    assert released.state == ReportState.AWAITING_REVIEW
+    assert _verify(released, supervisor).submission is not None
+    drain(outbox.Worker(), until=lambda: _settled(released))
+
+    (patch,) = _patches(sandbox, released)
+    assert patch["status"] == "amended"
+    assert patch["conclusion"] == "Moderate anaemia on repeat testing."
+    # Lists travel complete; what ClinikAPI cannot change is never sent (CONTRACT §11.4).
+    assert patch["resultIds"] == list(ReportContent.from_json(original.content).result_ids)
+    assert [c["code"] for c in patch["conclusionCodes"]] == ["271737000"]
+    assert not {"patientId", "code", "category", "encounterId", "specimenIds"} & set(patch)
+    titles = [item["title"] for item in patch["presentedForm"]]
+    assert titles == [f"ClinikUI report {released.number} v{released.head} (signed)"]
+
+    (lab,) = [lab for lab in sandbox.store.labs() if lab["id"] == released.remote_id]
+    assert lab["status"] == "amended" and lab["conclusion"].startswith("Moderate")
+    released.refresh_from_db()
+    assert released.state == ReportState.RELEASED
+    update = Submission.objects.get(report=released, operation=Submission.Operation.UPDATE)
+    assert update.read_back == "match"
+    # The released version and its signature are untouched and still verify.
+    original.refresh_from_db()
+    assert ReportContent.from_json(original.content).conclusion == "Mild normocytic anaemia."
+    original_signature.refresh_from_db()
+    assert signing.verify_signature(original_signature).ok
+    # The PDF sent with the PATCH names the change and the reason.
+    assert update.pdf is not None
+    text = _pdf_text(bytes(update.pdf))
+    assert f"Changes since version {original.number}" in text
+    assert "Interpretation: Repeat haemoglobin changes the interpretation." in text
+    assert "Mild normocytic anaemia." in text and "Moderate anaemia on repeat testing." in text
+    amendment = Amendment.objects.get(report=released)
+    assert amendment.released_at is not None and amendment.version_id == update.version_id
+
+
+def test_without_review_an_amendment_is_sent_when_signed(released, clinician, sandbox, settings):
+    settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = False
+    _amend(released, clinician, "corrected", conclusion_codes=())
+    assert sign(released, clinician).submission is not None
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    (patch,) = _patches(sandbox, released)
+    assert patch["status"] == "corrected"
+    assert patch["conclusionCodes"] == []  # an emptied list is sent empty, not left out
+
+
+def test_fields_clinikapi_cannot_change_are_locked_in_the_composer(
+    released, clinician, clinician_client
+):
+    loading.load_starter_set()
+    _amend(released, clinician)
+    head = released.versions.get(number=released.head)
+    page = clinician_client.get(reverse("reports:edit", args=[released.pk])).content.decode()
+    assert 'id="amendment-banner"' in page and 'id="report-code-locked"' in page
+    assert 'name="status" id="id_status" class="form-select" disabled' in page
+    # A forged post of other values changes nothing locked: disabled fields keep their value.
+    response = clinician_client.post(
+        reverse("reports:edit", args=[released.pk]),
+        {
+            "base_version": head.number,
+            "report_code": "24323-8",
+            "category": "RAD",
+            "status": "final",
+            "encounter": "enc_other",
+            "conclusion": "Changed.",
+            "results": list(ReportContent.from_json(head.content).result_ids),
+            "conclusion_codes": ["271737000"],
+        },
+    )
+    assert response.status_code == 302, response.context["form"].errors
+    released.refresh_from_db()
+    saved = ReportContent.from_json(released.versions.get(number=released.head).content)
+    assert saved.conclusion == "Changed."
+    assert (saved.code.code if saved.code else "", saved.category, saved.status) == (
+        "58410-2",
+        "LAB",
+        "amended",
+    )
+
+
+def test_a_changed_locked_field_is_refused_at_signing(released, clinician):
+    # Whatever path changed it (here the service layer directly), signing refuses it.
+    content = _amend(released, clinician, category="PAT")
+    assert content.category == "PAT"
+    with pytest.raises(workflow.SigningRefused, match="Category cannot change"):
+        sign(released, clinician)
+
+
+def test_appended_refuses_changes_to_what_was_released(released, clinician):
+    _amend(released, clinician, "appended", conclusion="Mild anaemia.")
+    with pytest.raises(workflow.SigningRefused, match="may only add"):
+        sign(released, clinician)
+    head = ReportContent.from_json(released.versions.get(number=released.head).content)
+    services.save_draft(
+        report_id=released.pk,
+        author=clinician,
+        base_version=released.head,
+        content=dataclasses.replace(
+            head,
+            conclusion="Mild normocytic anaemia. Addendum: ferritin 8 ng/mL.",
+            conclusion_codes=(*head.conclusion_codes, CodedConcept(SNOMED_CT, "87522002")),
+        ),
+    )
+    released.refresh_from_db()
+    assert sign(released, clinician).signature.meaning == "authored"
+
+
+def test_an_amendment_that_changes_nothing_cannot_be_signed(released, clinician):
+    _amend(released, clinician)
+    with pytest.raises(workflow.SigningRefused, match="does not change anything"):
+        sign(released, clinician)
+
+
+def test_only_a_released_report_of_ones_own_can_be_amended(released, clinician, supervisor):
+    with pytest.raises(amendments.AmendmentRefused, match="Only the author"):
+        amendments.start_amendment(
+            report_id=released.pk, user=supervisor, kind="amended", reason="other", explanation="x"
+        )
+    _amend(released, clinician)
+    with pytest.raises(amendments.AmendmentRefused, match="only a released report"):
+        _amend(released, clinician)
+
+
+def test_a_discarded_amendment_leaves_the_report_as_released(released, clinician, sandbox):
+    _amend(released, clinician, conclusion="Never mind.")
+    amendments.discard_amendment(report_id=released.pk, user=clinician)
+    released.refresh_from_db()
+    assert released.state == ReportState.RELEASED
+    assert Amendment.objects.get().discarded_at is not None
+    # A new amendment starts from the released version, not from the discarded text.
+    content = _amend(released, clinician)
+    assert content.conclusion == "Mild normocytic anaemia."
+    assert _patches(sandbox, released) == []
+
+
+def test_the_author_cancels_with_reason_and_password(released, clinician, sandbox):
+    client = Client()
+    client.force_login(clinician)
+    url = reverse("reports:cancel", args=[released.pk])
+    page = client.get(url)
+    assert page.status_code == 200
+    token = page.context["form"].initial["token"]
+    form = {"reason": "misidentification", "explanation": "Wrong patient.", "token": token}
+    wrong = client.post(url, {**form, "password": "not-it", "version": released.head})
+    assert wrong.status_code == 422
+    assert "The password is not correct" in wrong.content.decode()
+    assert released.signatures.filter(meaning="cancelled").count() == 0
+    done = client.post(url, {**form, "password": PASSWORD, "version": released.head})
+    assert done.status_code == 303
+    again = client.post(url, {**form, "password": PASSWORD, "version": released.head})
+    assert again.status_code == 303  # the same form twice: one cancellation
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    assert _patches(sandbox, released)[0]["status"] == "cancelled"
+    assert len(_patches(sandbox, released)) == 1
+    released.refresh_from_db()
+    assert released.state == ReportState.CANCELLED
+    assert Signature.objects.filter(report=released, meaning="cancelled").count() == 1
+    actions = list(AuditEvent.objects.filter(report=released).values_list("action", flat=True))
+    assert "report.cancellation_signed" in actions and "report.cancelled" in actions
+    release_page = client.get(reverse("reports:release", args=[released.pk])).content.decode()
+    assert "Wrong patient." in release_page and 'id="amend-link"' not in release_page
+
+
+def test_a_supervisor_may_cancel_another_clinician_may_not(released, supervisor):
+    other = make_user("other-clinician", "Clinician")
+    client = Client()
+    client.force_login(other)
+    assert client.get(reverse("reports:cancel", args=[released.pk])).status_code == 404
+    client.force_login(supervisor)
+    assert client.get(reverse("reports:cancel", args=[released.pk])).status_code == 200
+    amendments.cancel_report(
+        request=RequestFactory().post("/"),
+        report_id=released.pk,
+        user=supervisor,
+        password=PASSWORD,
+        reason="report_defect",
+        explanation="Duplicate of another report.",
+        token=uuid.uuid4(),
+    )
+    released.refresh_from_db()
+    assert released.state == ReportState.RELEASING
+
+
+def test_a_cancellation_clinikapi_refuses_leaves_the_report_released(released, clinician, sandbox):
+    sandbox.faults.push(Fault.error(404, "NOT_FOUND", route="PATCH /v1/labs/*"))
+    amendments.cancel_report(
+        request=RequestFactory().post("/"),
+        report_id=released.pk,
+        user=clinician,
+        password=PASSWORD,
+        reason="other",
+        explanation="Sent in error.",
+        token=uuid.uuid4(),
+    )
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    released.refresh_from_db()
+    assert released.state == ReportState.RELEASED
+    assert Amendment.objects.get().discarded_at is not None
+    # And it can be cancelled again once the cause is fixed.
+    client = Client()
+    client.force_login(clinician)
+    assert client.get(reverse("reports:cancel", args=[released.pk])).status_code == 200
+
+
+def test_the_timeline_lists_every_step_with_who_and_why(released, clinician, supervisor):
+    _amend(released, clinician, conclusion="Moderate anaemia.")
+    sign(released, clinician)
+    client = Client()
+    client.force_login(supervisor)
+    page = client.get(reverse("reports:review", args=[released.pk])).content.decode()
+    # The reviewer sees the change against the released version and the reason.
+    assert 'id="amendment-summary"' in page and "Repeat haemoglobin" in page
+    assert "<del>Mild normocytic</del>" in page.replace("\n", "")
+    timeline = page[page.index('id="timeline"') :]
+    for step in (
+        "Version 2: saved",
+        "Signed: authored",
+        "Released to ClinikAPI",
+        "Amendment started (amended) from released version 2",
+        "Interpretation: Repeat haemoglobin changes the interpretation.",
+    ):
+        assert step in timeline, step
+
+
+def test_batch_verify_refuses_a_report_that_changed_after_the_queue_was_read(
+    clinician, supervisor, sandbox
+):
+    first = draft(clinician, complete_content(status="final"))
+    second = draft(clinician, complete_content(status="final", conclusion="Normal."))
+    for report in (first, second):
+        sign(report, clinician)
+        report.refresh_from_db()
+    client = Client()
+    client.force_login(supervisor)
+    queue = client.get(reverse("reports:review_queue"))
+    token = queue.context["form"].initial["token"]
+    seen = [f"{first.pk}:{first.head}", f"{second.pk}:{second.head}"]
+    # Meanwhile another supervisor returns the second; its author changes and re-signs it.
+    workflow.return_report(
+        report_id=second.pk, reviewer=make_user("sup2", "Supervisor"), version_number=2, comment="x"
+    )
+    head = ReportContent.from_json(second.versions.get(number=second.head).content)
+    services.save_draft(
+        report_id=second.pk,
+        author=clinician,
+        base_version=second.head,
+        content=dataclasses.replace(head, conclusion="Normal. Reviewed."),
+    )
+    second.refresh_from_db()
+    sign(second, clinician)
+
+    wrong = client.post(
+        reverse("reports:review_queue"), {"reports": seen, "password": "no", "token": token}
+    )
+    assert wrong.status_code == 422 and Signature.objects.filter(meaning="verified").count() == 0
+    response = client.post(
+        reverse("reports:review_queue"), {"reports": seen, "password": PASSWORD, "token": token}
+    )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert f"<strong>{first.number}</strong> (version 2): Verified" in body
+    assert f"<strong>{second.number}</strong> (version 2): The report changed" in body
+    verified = Signature.objects.filter(meaning="verified")
+    assert list(verified.values_list("report", flat=True)) == [first.pk]
+    # The same batch posted again verifies nothing twice.
+    client.post(
+        reverse("reports:review_queue"), {"reports": seen, "password": PASSWORD, "token": token}
+    )
+    assert verified.count() == 1
+
+
+def test_batch_verify_never_verifies_the_supervisors_own_report(sandbox):
+    both = make_user("dual", "Clinician")
+    both.groups.add(Group.objects.get(name="Supervisor"))
+    report = draft(both, complete_content(status="final"))
+    sign(report, both)
+    report.refresh_from_db()
+    outcomes = workflow.verify_many(
+        request=RequestFactory().post("/"),
+        verifier=both,
+        password=PASSWORD,
+        choices=[(report.pk, report.head)],
+        token=uuid.uuid4(),
+    )
+    assert [o.verified for o in outcomes] == [False]
+    assert "another supervisor" in outcomes[0].message
+    assert not Signature.objects.filter(meaning="verified").exists()
+
+
+def test_authors_are_notified_of_returns_and_verifications(clinician, supervisor, sandbox):
+    report = draft(clinician, complete_content(status="final"))
+    sign(report, clinician)
+    report.refresh_from_db()
+    author = Client()
+    author.force_login(clinician)
+    reviewer = Client()
+    reviewer.force_login(supervisor)
+    assert (
+        'id="review-waiting">1<' in reviewer.get(reverse("reports:review_queue")).content.decode()
+    )
+    workflow.return_report(
+        report_id=report.pk, reviewer=supervisor, version_number=report.head, comment="Add units."
+    )
+    page = author.get(reverse("reports:drafts")).content.decode()
+    assert 'id="unread-notifications">1' in page
+    listing = author.get(reverse("reports:notifications")).content.decode()
+    assert "Returned to you by a supervisor" in listing and report.number in listing
+    author.post(reverse("reports:notifications"))
+    assert 'id="unread-notifications"' not in author.get(reverse("reports:drafts")).content.decode()
+    # Another user sees none of it.
+    other = Client()
+    other.force_login(make_user("someone", "Clinician"))
+    assert report.number not in other.get(reverse("reports:notifications")).content.decode()
