@@ -359,6 +359,25 @@ if CLINIKUI_ENVIRONMENT == "test" and DATABASES["default"]["ENGINE"].endswith("s
 # Error reports (emails to admins, logs) mask key-shaped strings in traceback variables too.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "reports.redaction.RedactingExceptionReporterFilter"
 
+# Who is mailed an alert (a refused API key, an exhausted quota, a report held twice, a read-back
+# that differs), and through which mail server. Alerts are also logged at ERROR and listed in
+# the admin, so a missing mail server loses no alert.
+ADMINS = env_list("ADMINS", [])
+SERVER_EMAIL = env_str("SERVER_EMAIL", "clinikui@localhost")
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": env_str("EMAIL_HOST", "localhost"),
+            "port": int(env_float("EMAIL_PORT", 25, minimum=1)),
+            "username": env_str("EMAIL_HOST_USER", ""),
+            "password": env_str("EMAIL_HOST_PASSWORD", ""),
+            "use_tls": env_bool("EMAIL_USE_TLS", False),
+            "timeout": 10,
+        },
+    }
+}
+
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING: dict[str, Any] = {
     "version": 1,

@@ -150,7 +150,13 @@ def patch_body(payload: dict[str, Any]) -> dict[str, Any]:
 def preview_body(content: ReportContent, amendment: Amendment | None) -> dict[str, Any]:
     """The body as pages show it: the `POST` of a new report, or an amendment's `PATCH`."""
     shown = preview_payload(content)
-    return patch_body(shown) if amendment is not None else shown
+    if amendment is None:
+        return shown
+    body = patch_body(shown)
+    if not body["presentedForm"]:
+        # The signed report PDF is added when it is sent, as for a new report (pages say so).
+        del body["presentedForm"]
+    return body
 
 
 # --- changing ----------------------------------------------------------------------------------

@@ -8,4 +8,7 @@ class ReportsConfig(AppConfig):
     verbose_name = "Diagnostic reports"
 
     def ready(self) -> None:
-        from reports import signals  # noqa: F401  (connects the security-event receivers)
+        from reports import (  # noqa: F401  (connect receivers, register system checks)
+            checks,
+            signals,
+        )

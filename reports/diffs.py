@@ -11,7 +11,15 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from reports.payload import CATEGORIES, DRAFT_STATUSES, FIELD_LABELS, ReportContent
+from reports.payload import (
+    AMENDMENT_STATUSES,
+    CATEGORIES,
+    DRAFT_STATUSES,
+    FIELD_LABELS,
+    ReportContent,
+)
+
+STATUS_LABELS: Final = {**DRAFT_STATUSES, **AMENDMENT_STATUSES, "cancelled": "Cancelled"}
 
 _WORDS: Final = re.compile(r"\s+|[^\s]+")
 
@@ -56,7 +64,7 @@ def describe(content: ReportContent) -> dict[str, str]:
         "encounter_id": content.encounter_id,
         "code": f"{content.code.display} ({content.code.code})" if content.code else "",
         "category": CATEGORIES.get(content.category, content.category),
-        "status": DRAFT_STATUSES.get(content.status, content.status),
+        "status": STATUS_LABELS.get(content.status, content.status),
         "effective": content.effective.isoformat().replace("+00:00", "Z")
         if content.effective
         else "",

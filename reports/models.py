@@ -76,6 +76,9 @@ class Report(models.Model):
     # ClinikAPI's id for the report, once a release has been confirmed (by a 201 or by
     # reconciliation); amendments PATCH it, never POST again (RELIABILITY REC-04).
     remote_id = models.CharField(max_length=128, blank=True)
+    # Ids of the chosen results ClinikAPI flags critical (HH, LL, AA), as the composer last saw
+    # them: the review queue shows them without asking ClinikAPI for every report it lists.
+    critical_results = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(db_default=Now())
     updated_at = models.DateTimeField(db_default=Now())
 

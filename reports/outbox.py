@@ -57,7 +57,7 @@ from reports.models import (
     Transmission,
 )
 from reports.payload import ReportContent
-from reports.signed_pdf import SignedPDFTooLarge
+from reports.signed_pdf import SignedPDFTooLarge, title_for
 
 logger = logging.getLogger(__name__)
 
@@ -588,7 +588,12 @@ class Worker:
             patient_id=str(body["patientId"]),
             date_from=effective.date() if effective else None,
         ):
-            if is_same_report(lab, body, pdf_title=submission.pdf_title):
+            # The title is known before the PDF exists (a row restored from a backup taken
+            # before its PDF was rendered may still have been sent by then).
+            title = submission.pdf_title or title_for(
+                submission.report.number, submission.version.number
+            )
+            if is_same_report(lab, body, pdf_title=title):
                 yield lab
 
     # --- read-back ---------------------------------------------------------------------------
@@ -824,6 +829,33 @@ def resume_sending() -> int:
         )
         audit.record("release.resumed", actor=None, submissions=resumed)
     return resumed
+
+
+def reconcile_after_restore() -> int:
+    """After the database was restored from a backup, treat every waiting creation as unknown.
+
+    A row the backup shows as waiting may have been sent after the backup was taken; sending it
+    again would create the report twice (RELIABILITY SUB-11). Each is searched for first, like
+    any unknown outcome, and sent only if ClinikAPI does not hold it. Updates (PATCH) carry the
+    whole new state and are simply sent again. Returns how many rows were marked.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        marked = (
+            Submission.objects.waiting()
+            .filter(operation=Submission.Operation.CREATE)
+            .update(
+                state=SubmissionState.UNKNOWN,
+                unknown_since=now,
+                reconcile_checks=0,
+                lease_owner="",
+                lease_expires_at=None,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+        )
+        audit.record("release.restored_from_backup", actor=None, submissions=marked)
+    return marked
 
 
 QUOTA_CODES = ("MONTHLY_QUOTA_EXCEEDED", "SANDBOX_QUOTA_EXCEEDED")

@@ -36,6 +36,7 @@ __all__ = [
     "SignedReportDocument",
     "pdf_title",
     "render_signed_pdf",
+    "title_for",
 ]
 
 TEMPLATE: Final = "reports/signed_report_pdf.html"
@@ -121,7 +122,11 @@ class SignedPDFTooLarge(Exception):
 
 def pdf_title(document: SignedReportDocument) -> str:
     """The presentedForm title and the PDF's own title: local report number and version."""
-    return f"ClinikUI report {document.report_number} v{document.version_number} (signed)"
+    return title_for(document.report_number, document.version_number)
+
+
+def title_for(report_number: str, version_number: int) -> str:
+    return f"ClinikUI report {report_number} v{version_number} (signed)"
 
 
 def render_signed_pdf(document: SignedReportDocument) -> bytes:

@@ -210,6 +210,8 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     except services.ReportNotEditable as exc:
         messages.error(request, str(exc))
         return redirect_after_post(request, report.get_absolute_url())
+    if options is not None:
+        _note_critical_results(report, options, ReportContent.from_json(version.content))
     if not is_autosave:
         messages.success(request, f"Saved as version {version.number}.")
         return redirect_after_post(request, report.get_absolute_url())
@@ -227,6 +229,17 @@ def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         **_preview(content, amendment),
     }
     return render(request, "reports/_autosaved.html", context)
+
+
+def _note_critical_results(
+    report: Report, options: services.ComposerOptions, content: ReportContent
+) -> None:
+    """Remember which chosen results are critical, for the review queue (one write, and only
+    when the set changed)."""
+    chosen = set(content.result_ids)
+    critical = [o.id for o in options.observations if o.id in chosen and o.is_critical]
+    if critical != report.critical_results:
+        Report.objects.filter(pk=report.pk).update(critical_results=critical)
 
 
 def _category_widget(content: ReportContent) -> str:

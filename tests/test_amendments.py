@@ -16,6 +16,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 
 from reports import amendments, outbox, services, signing, workflow
+from reports.forms import ReportForm
 from reports.models import (
     Amendment,
     AuditEvent,
@@ -426,3 +427,41 @@ def test_authors_are_notified_of_returns_and_verifications(clinician, supervisor
     other = Client()
     other.force_login(make_user("someone", "Clinician"))
     assert report.number not in other.get(reverse("reports:notifications")).content.decode()
+
+
+def test_the_review_queue_flags_reports_with_critical_results(clinician, supervisor, sandbox):
+    loading.load_starter_set()
+    content = complete_content(status="final", results=2)
+    critical_id = content.result_ids[0]
+    observation = sandbox.store.get("observations", "test", "org_sandbox", critical_id)
+    sandbox.store.replace(
+        "observations",
+        "test",
+        "org_sandbox",
+        {**observation, "interpretation": "HH"},
+        lag=0.0,
+        request_id="test",
+        timestamp="2026-11-24T07:00:00.000Z",
+    )
+    report = draft(clinician, complete_content(status="final", results=0))
+    author = Client()
+    author.force_login(clinician)
+    head = report.versions.get(number=report.head)
+    form = ReportForm.initial_from(content, base_version=head.number)
+    posted = {
+        **{key: value for key, value in form.items() if value not in (None, "")},
+        "results": list(content.result_ids),
+        "effective": "2026-11-20T07:40",
+        "time_zone": "UTC",
+    }
+    response = author.post(reverse("reports:edit", args=[report.pk]), posted)
+    assert response.status_code == 302, response.context and response.context["form"].errors
+    report.refresh_from_db()
+    assert report.critical_results == [critical_id]
+    sign(report, clinician)
+    reviewer = Client()
+    reviewer.force_login(supervisor)
+    queue = reviewer.get(reverse("reports:review_queue")).content.decode()
+    assert "1 critical" in queue
+    page = reviewer.get(reverse("reports:review", args=[report.pk])).content.decode()
+    assert f"<code>{critical_id}</code>" in page[page.index('id="critical-results"') :]

@@ -43,6 +43,8 @@ ROLES = (
     "deactivated",
 )
 SIGNED_IN = ROLES[1:6]
+# Pages without patient data, which may be cached.
+PUBLIC_PAGES = {"ping", "login", "terminology:about", "terminology:lookup", "terminology:search"}
 
 
 @dataclass(frozen=True)
@@ -267,6 +269,9 @@ def test_every_url_method_and_role_gets_exactly_the_expected_status(people, sett
     deactivated.save(update_fields=["is_active"])
 
     mismatches: list[str] = []
+    # Pages showing patient data (every signed-in page but these) must not be stored by the
+    # browser or a proxy (RELIABILITY WEB-: Cache-Control: no-store).
+    cacheable: list[str] = []
     checked = 0
     for name, (build, methods) in URLS.items():
         for method, expected_by_role in methods.items():
@@ -276,18 +281,21 @@ def test_every_url_method_and_role_gets_exactly_the_expected_status(people, sett
                 ]
                 expected = expected_by_role.get(role, 302)
                 # A fresh session each time: a sign-out answered earlier must not carry over.
-                status = _status(_client(people[role]), method, build(objects))
+                status, cache_control = _request(_client(people[role]), method, build(objects))
                 checked += 1
+                if status == 200 and name not in PUBLIC_PAGES and "no-store" not in cache_control:
+                    cacheable.append(f"{method} {name} as {role}: Cache-Control {cache_control!r}")
                 if status != expected:
                     mismatches.append(f"{method} {name} as {role}: {status}, expected {expected}")
     print(f"authorization matrix: {checked} checks, {len(mismatches)} mismatches")
     assert mismatches == []
+    assert cacheable == []
     assert checked == sum(len(m) for _, m in URLS.values()) * len(ROLES)
 
 
-def _status(client: Client, method: str, url: str) -> int:
-    """The status of one request whose every database change is then undone."""
+def _request(client: Client, method: str, url: str) -> tuple[int, str]:
+    """The status and Cache-Control of one request whose every database change is undone."""
     with transaction.atomic():
         response: Any = client.generic(method, url, b"", "application/x-www-form-urlencoded")
         transaction.set_rollback(True)
-    return int(response.status_code)
+    return int(response.status_code), str(response.headers.get("Cache-Control", ""))

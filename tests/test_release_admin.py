@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
+from reports import outbox
 from reports.models import Alert, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -33,3 +34,13 @@ def test_resolving_an_alert_is_audited(admin_client, admin_user):
     assert alert.resolved_at is not None
     event = AuditEvent.objects.get(action="alert.resolved")
     assert event.actor == admin_user and event.details["alert"] == alert.pk
+
+
+def test_an_alert_is_mailed_to_the_administrators(settings, mailoutbox):
+    settings.ADMINS = ["lab-it@example.org"]
+    outbox.raise_alert("transmission.quota", "ClinikAPI's quota is used up.")
+    (message,) = mailoutbox
+    assert message.to == ["lab-it@example.org"]
+    assert "transmission.quota" in message.subject
+    assert "quota is used up" in message.body
+    assert Alert.objects.get().kind == "transmission.quota"

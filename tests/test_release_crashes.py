@@ -19,7 +19,7 @@ import pytest
 from django.db import connection
 
 from reports import outbox
-from reports.models import Submission, SubmissionState
+from reports.models import Report, ReportState, Submission, SubmissionState
 from reports.sandbox.faults import Fault
 from tests.releasing import draft, drain, fast_release_settings, remote_reports_of, sign
 
@@ -116,3 +116,45 @@ def test_a_worker_killed_after_sending_before_the_response_leaves_exactly_one(cl
 
     submission = _restart_and_finish(sandbox, report)
     assert ("reconcile", "adopted") in list(submission.tries.values_list("action", "outcome"))
+
+
+def test_after_a_restore_from_backup_a_report_sent_since_is_adopted_not_sent_twice(
+    clinician, sandbox
+):
+    """SUB-11: the backup was taken while the report was still waiting (before its PDF was even
+    rendered); it was sent afterwards; the database is restored. `release_worker
+    --after-restore` makes the worker look for it in ClinikAPI first."""
+    report = draft(clinician)
+    sign(report, clinician)
+    drain(outbox.Worker(), until=lambda: Submission.objects.get().read_back != "")
+    assert len(remote_reports_of(sandbox.sandbox, report)) == 1
+    # What the restored database says: still waiting, nothing rendered or sent.
+    Submission.objects.update(
+        state=SubmissionState.PENDING,
+        remote_id="",
+        request_id="",
+        sent_at=None,
+        read_back="",
+        pdf=None,
+        pdf_title="",
+    )
+    report.refresh_from_db()
+    Report.objects.filter(pk=report.pk).update(state=ReportState.RELEASING, remote_id="")
+    output = subprocess.run(
+        [sys.executable, "manage.py", "release_worker", "--after-restore"],
+        cwd=ROOT,
+        env={**os.environ, "CLINIKUI_ENVIRONMENT": "test", "DATABASE_URL": _database_url()},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "1 waiting reports will be looked for" in output
+    drain(
+        outbox.Worker(name="after-restore"),
+        until=lambda: Submission.objects.get().state == SubmissionState.SENT,
+    )
+    submission = Submission.objects.get()
+    assert len(remote_reports_of(sandbox.sandbox, report)) == 1
+    assert [t.outcome for t in submission.tries.filter(action="reconcile")] == ["adopted"]
+    report.refresh_from_db()
+    assert report.state == ReportState.RELEASED and report.remote_id == submission.remote_id

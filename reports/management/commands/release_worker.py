@@ -27,6 +27,12 @@ class Command(BaseCommand):
             help="Lift a hold (refused API key, exhausted quota) and requeue what it held.",
         )
         parser.add_argument(
+            "--after-restore",
+            action="store_true",
+            help="Run once after restoring the database from a backup: waiting reports are "
+            "searched for in ClinikAPI before any is sent again.",
+        )
+        parser.add_argument(
             "--poll", type=float, default=1.0, help="Seconds between looks when idle (default 1)."
         )
 
@@ -34,6 +40,12 @@ class Command(BaseCommand):
         if options["resume"]:
             resumed = outbox.resume_sending()
             self.stdout.write(f"Sending resumed; {resumed} held reports are queued again.")
+            return
+        if options["after_restore"]:
+            marked = outbox.reconcile_after_restore()
+            self.stdout.write(
+                f"{marked} waiting reports will be looked for in ClinikAPI before being sent."
+            )
             return
         worker = outbox.Worker()
         if options["once"]:
