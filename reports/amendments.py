@@ -176,18 +176,8 @@ def start_amendment(
         report = Report.objects.select_for_update().get(pk=report_id)
         if report.author_id != user.pk:
             raise AmendmentRefused("Only the author of a report can amend it.")
-        released = _released_version(report)
-        amendment = Amendment.objects.create(
-            report=report,
-            kind=kind,
-            reason=reason,
-            explanation=explanation,
-            released_version=released,
-            started_by=user,
-        )
-        content = ReportContent.from_json(released.content)
-        version = _new_version(
-            report, content.to_json() | {"status": kind}, kind=VersionKind.AMENDMENT, user=user
+        amendment, version = _begin(
+            report, user, kind, reason, explanation, version_kind=VersionKind.AMENDMENT
         )
         report.state = ReportState.DRAFT
         report.head = version.number
@@ -200,7 +190,7 @@ def start_amendment(
             version=version.number,
             kind=kind,
             reason=reason,
-            released_version=released.number,
+            released_version=amendment.released_version.number,
         )
     return amendment
 
@@ -272,17 +262,14 @@ def _cancel(
     report = Report.objects.select_for_update().get(pk=report_id)
     if report.author_id != user.pk and not user.has_perm("reports.verify_report"):
         raise AmendmentRefused("Only the author or a supervisor can cancel a report.")
-    released = _released_version(report)
-    amendment = Amendment.objects.create(
-        report=report,
-        kind=Amendment.Kind.CANCELLED,
-        reason=reason,
-        explanation=explanation,
-        released_version=released,
-        started_by=user,
+    amendment, version = _begin(
+        report,
+        user,
+        Amendment.Kind.CANCELLED,
+        reason,
+        explanation,
+        version_kind=VersionKind.CANCELLATION,
     )
-    content = released.content | {"status": Amendment.Kind.CANCELLED.value}
-    version = _new_version(report, content, kind=VersionKind.CANCELLATION, user=user)
     signature = workflow.create_signature(version, user, SignatureMeaning.CANCELLED, token=token)
     audit.record(
         "report.cancellation_signed",
@@ -302,6 +289,29 @@ def _cancel(
     report.updated_at = timezone.now()
     report.save(update_fields=["head", "state", "updated_at"])
     return signature
+
+
+def _begin(
+    report: Report,
+    user: User,
+    kind: str,
+    reason: str,
+    explanation: str,
+    *,
+    version_kind: VersionKind,
+) -> tuple[Amendment, ReportVersion]:
+    """The amendment row and its first version: the released content with the new status."""
+    released = _released_version(report)
+    amendment = Amendment.objects.create(
+        report=report,
+        kind=kind,
+        reason=reason,
+        explanation=explanation,
+        released_version=released,
+        started_by=user,
+    )
+    content = released.content | {"status": kind}
+    return amendment, _new_version(report, content, kind=version_kind, user=user)
 
 
 def _released_version(report: Report) -> ReportVersion:
