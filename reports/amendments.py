@@ -38,6 +38,7 @@ from reports.payload import (
     check_payload,
     preview_payload,
 )
+from reports.roles import has_role_permission
 
 # What ClinikAPI cannot change in a released report (CONTRACT §11.4). A report with the wrong
 # patient, code, category, encounter or specimens is cancelled and written again instead.
@@ -200,18 +201,24 @@ def discard_amendment(*, report_id: int, user: User) -> None:
     with transaction.atomic():
         report = Report.objects.select_for_update().get(pk=report_id)
         amendment = open_amendment(report)
-        if report.author_id != user.pk or amendment is None or report.state != ReportState.DRAFT:
-            raise AmendmentRefused("There is no amendment of yours to discard.")
+        if amendment is None or report.state != ReportState.DRAFT:
+            raise AmendmentRefused("There is no unsigned amendment to discard.")
+        # Its author, or a supervisor (so that an absent author cannot block a cancellation).
+        is_author = report.author_id == user.pk and has_role_permission(user, "compose_report")
+        if not is_author and not has_role_permission(user, "verify_report"):
+            raise AmendmentRefused("Only the author or a supervisor can discard an amendment.")
         amendment.discarded_at = timezone.now()
         amendment.save(update_fields=["discarded_at"])
         report.state = ReportState.RELEASED
+        # The report reads as released again; the discarded versions stay in its history.
+        report.head = amendment.released_version.number
         report.updated_at = timezone.now()
-        report.save(update_fields=["state", "updated_at"])
+        report.save(update_fields=["state", "head", "updated_at"])
         audit.record(
             "amendment.discarded",
             actor=user,
             report=report,
-            version=report.head,
+            version=amendment.released_version.number,
             kind=amendment.kind,
         )
 
@@ -225,10 +232,13 @@ def cancel_report(
     reason: str,
     explanation: str,
     token: uuid.UUID,
+    version_number: int,
 ) -> Signature:
     """Sign a cancellation (its own version, status `cancelled`) and queue the PATCH.
 
-    The author or a supervisor may cancel. Raises WrongPassword, AmendmentRefused.
+    `version_number` is the released version the signer was shown: if another release came
+    since, nothing is signed. The author or a supervisor may cancel. Raises WrongPassword,
+    AmendmentRefused.
     """
     from reports import workflow  # workflow imports this module for its review rules
 
@@ -245,7 +255,12 @@ def cancel_report(
     try:
         with transaction.atomic():
             return _cancel(
-                report_id, user=user, reason=reason, explanation=explanation, token=token
+                report_id,
+                user=user,
+                reason=reason,
+                explanation=explanation,
+                token=token,
+                version_number=version_number,
             )
     except IntegrityError:
         existing = Signature.objects.filter(token=token).first()
@@ -255,13 +270,24 @@ def cancel_report(
 
 
 def _cancel(
-    report_id: int, *, user: User, reason: str, explanation: str, token: uuid.UUID
+    report_id: int,
+    *,
+    user: User,
+    reason: str,
+    explanation: str,
+    token: uuid.UUID,
+    version_number: int,
 ) -> Signature:
     from reports import workflow
 
     report = Report.objects.select_for_update().get(pk=report_id)
-    if report.author_id != user.pk and not user.has_perm("reports.verify_report"):
+    is_author = report.author_id == user.pk and has_role_permission(user, "compose_report")
+    if not is_author and not has_role_permission(user, "verify_report"):
         raise AmendmentRefused("Only the author or a supervisor can cancel a report.")
+    if _released_version(report).number != version_number:
+        raise AmendmentRefused(
+            "The report was released again after you opened it. Read it again before you cancel it."
+        )
     amendment, version = _begin(
         report,
         user,

@@ -6,7 +6,7 @@ from django.utils.functional import SimpleLazyObject
 
 from reports import outbox
 from reports.models import Notification, Report, ReportState
-from reports.roles import role_name
+from reports.roles import role_name, role_permissions
 
 # The banner's figures are read at most this often per process: every page shows them, and a
 # few seconds' delay in "N reports waiting" costs nothing (RELIABILITY OPS-02).
@@ -14,8 +14,13 @@ QUEUE_STATUS_SECONDS = 5
 
 
 def user_role(request: HttpRequest) -> dict[str, object]:
-    """The signed-in user's role for the navigation bar, looked up only if a page shows it."""
-    return {"user_role": SimpleLazyObject(lambda: role_name(request.user))}
+    """The signed-in user's role for the navigation bar, and what their roles allow (`"compose_
+    report" in role_perms`; Django's `perms` would let a superuser do clinical work), each
+    looked up only if a page shows it."""
+    return {
+        "user_role": SimpleLazyObject(lambda: role_name(request.user)),
+        "role_perms": SimpleLazyObject(lambda: role_permissions(request.user)),
+    }
 
 
 def release_queue(request: HttpRequest) -> dict[str, object]:

@@ -74,6 +74,9 @@ def describe(content: ReportContent) -> dict[str, str]:
         "results_interpreter": content.results_interpreter,
         "conclusion": content.conclusion,
         "conclusion_codes": "; ".join(f"{c.display} ({c.code})" for c in content.conclusion_codes),
+        "attachments": "; ".join(
+            f"{item.filename} (SHA-256 {item.sha256[:12]}…)" for item in content.attachments
+        ),
     }
 
 

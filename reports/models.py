@@ -209,6 +209,7 @@ class AuditEvent(models.Model):
 class SignatureMeaning(models.TextChoices):
     AUTHORED = "authored", "Authored"
     VERIFIED = "verified", "Verified"
+    AMENDED = "amended", "Amended"
     CANCELLED = "cancelled", "Cancelled"
 
 

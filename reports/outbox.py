@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import os
 import random
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -45,6 +47,7 @@ from django.utils import timezone
 
 from reports import amendments, audit, clinikapi, services, signed_documents, signing
 from reports.models import (
+    WAITING_STATES,
     Alert,
     Amendment,
     Attachment,
@@ -222,7 +225,8 @@ class Worker:
         if not self._signature_holds(submission):
             return
         try:
-            self._prepare_pdf(submission)
+            if not _is_cancellation(submission):
+                self._prepare_pdf(submission)
         except clinikapi.ClinikAPIError as exc:
             self._failed(submission, exc, attempt=None)
             return
@@ -238,8 +242,6 @@ class Worker:
             )
             return
         body = self.request_body(submission)
-        if submission.operation == Submission.Operation.UPDATE:
-            body = amendments.patch_body(body)
         now = timezone.now()
         with transaction.atomic():
             # From here until an outcome is written, a crash leaves the outcome unknown.
@@ -300,7 +302,21 @@ class Worker:
         return False
 
     def request_body(self, submission: Submission) -> dict[str, Any]:
-        """The signed body plus its files: the attached PDFs and the signed report PDF."""
+        """Exactly what is sent: the `POST` body, an amendment's `PATCH` (CONTRACT §11.4), or
+        a cancellation's `PATCH`, which changes the status alone: whatever else ClinikAPI holds,
+        the released report's PDF included, stays as it is."""
+        if _is_cancellation(submission):
+            return {"status": Amendment.Kind.CANCELLED.value}
+        body = self.stored_body(submission)
+        if submission.operation == Submission.Operation.UPDATE:
+            return amendments.patch_body(body)
+        return body
+
+    def stored_body(self, submission: Submission) -> dict[str, Any]:
+        """What ClinikAPI should hold once the request is applied: the signed body plus its
+        files (the attached PDFs and the signed report PDF) and, for an amendment, the signed
+        PDF of the release it supersedes (lists are replaced wholesale, so it is resent to
+        stay; left out only if it would not fit ClinikAPI's body limit)."""
         content = ReportContent.from_json(submission.version.content)
         files = dict(
             Attachment.objects.filter(
@@ -324,6 +340,8 @@ class Worker:
                     "data": base64.b64encode(bytes(submission.pdf)).decode("ascii"),
                 }
             )
+        if submission.operation == Submission.Operation.UPDATE:
+            presented.extend(_superseded_pdf(submission, presented))
         body = dict(submission.payload)
         if presented:
             body["presentedForm"] = presented
@@ -356,7 +374,7 @@ class Worker:
             ):
                 return
             report = Report.objects.select_for_update().get(pk=submission.report_id)
-            cancelled = submission.payload.get("status") == Amendment.Kind.CANCELLED
+            cancelled = _is_cancellation(submission)
             report.state = ReportState.CANCELLED if cancelled else ReportState.RELEASED
             report.remote_id = lab.id
             report.updated_at = now
@@ -463,14 +481,19 @@ class Worker:
             report = Report.objects.select_for_update().get(pk=submission.report_id)
             # A refused cancellation leaves the report as released; anything else is a draft
             # again for its author to mend.
-            cancelling = submission.payload.get("status") == Amendment.Kind.CANCELLED
+            cancelling = _is_cancellation(submission)
             report.state = ReportState.RELEASED if cancelling else ReportState.DRAFT
-            report.updated_at = timezone.now()
-            report.save(update_fields=["state", "updated_at"])
             if cancelling:
-                Amendment.objects.filter(version=submission.version_id, released_at=None).update(
-                    discarded_at=timezone.now()
-                )
+                # The report reads as released again, at the version ClinikAPI holds.
+                amendment = Amendment.objects.filter(
+                    version=submission.version_id, released_at=None
+                ).first()
+                if amendment is not None:
+                    amendment.discarded_at = timezone.now()
+                    amendment.save(update_fields=["discarded_at"])
+                    report.head = amendment.released_version.number
+            report.updated_at = timezone.now()
+            report.save(update_fields=["state", "head", "updated_at"])
             Notification.objects.create(
                 recipient_id=report.author_id, report=report, kind=Notification.Kind.REFUSED
             )
@@ -519,8 +542,7 @@ class Worker:
         """Find out whether an attempt with an unknown outcome created the report (SUB-05)."""
         now = timezone.now()
         if submission.operation == Submission.Operation.UPDATE:
-            # A PATCH carries the whole new state: sending it again cannot duplicate anything.
-            self._release(submission, state=SubmissionState.PENDING, next_attempt_at=now)
+            self._reconcile_update(submission, now)
             return
         attempt = SubmissionAttempt.objects.create(
             submission=submission, action="reconcile", worker=self.name, started_at=now
@@ -580,6 +602,51 @@ class Worker:
                     "release.resend_after_reconcile",
                 )
 
+    def _reconcile_update(self, submission: Submission, now: datetime) -> None:
+        """Whether an amendment or cancellation with an unknown outcome was applied: read the
+        report. Sending the PATCH again is right only if ClinikAPI holds an earlier version; if
+        it holds a later one (or the report was cancelled), resending would undo that."""
+        attempt = SubmissionAttempt.objects.create(
+            submission=submission, action="reconcile", worker=self.name, started_at=now
+        )
+        try:
+            lab = self.api.get_lab(submission.report.remote_id)
+        except clinikapi.ClinikAPIError as exc:
+            self._finish_attempt(attempt, _outcome_class(exc), status=exc.status, code=exc.code)
+            delay = clinikapi.backoff_delay(
+                submission.reconcile_checks, retry_after=exc.retry_after, rng=self.rng
+            )
+            self._release(submission, next_attempt_at=now + timedelta(seconds=delay))
+            if isinstance(exc, clinikapi.Unavailable):
+                self._breaker_failure(now)
+            return
+        self._breaker_success()
+        verdict = update_verdict(submission, lab)
+        if verdict == "applied":
+            self._finish_attempt(attempt, "adopted")
+            self._mark_sent(submission, lab, request_id="", adopted=True)
+        elif verdict == "not_applied":
+            self._finish_attempt(attempt, "not_applied")
+            with transaction.atomic():
+                self._release(submission, state=SubmissionState.PENDING, next_attempt_at=now)
+                _audit(submission, "release.resend_after_reconcile")
+        else:
+            self._finish_attempt(attempt, "superseded")
+            message = (
+                f"ClinikAPI holds report {submission.report.number} as {lab.status or 'unknown'}"
+                f" with a later version than {submission.version.number}; this update was not "
+                "sent again. A person has to decide what ClinikAPI should hold."
+            )
+            with transaction.atomic():
+                self._release(
+                    submission,
+                    state=SubmissionState.PARKED,
+                    error_code="SUPERSEDED",
+                    error_message=message,
+                )
+                _audit(submission, "release.superseded")
+            raise_alert("release.superseded", message, submission=submission)
+
     def _matching_reports(self, submission: Submission) -> Iterator[clinikapi.Lab]:
         body = submission.payload
         effective = clinikapi.Lab.parse({"id": "x", **body}).effective_date_time
@@ -611,7 +678,10 @@ class Worker:
             delay = clinikapi.backoff_delay(submission.attempts, retry_after=None, rng=self.rng)
             self._release(submission, next_attempt_at=now + timedelta(seconds=max(delay, 1.0)))
             return
-        differences = compare_with_sent(self.request_body(submission), lab)
+        if _is_cancellation(submission):
+            differences = [] if lab.status == Amendment.Kind.CANCELLED else ["status"]
+        else:
+            differences = compare_with_sent(self.stored_body(submission), lab)
         self._finish_attempt(attempt, "match" if not differences else "mismatch")
         with transaction.atomic():
             self._release(
@@ -701,6 +771,55 @@ class Worker:
             request_id=request_id or "",
             error_code=code or "",
         )
+
+
+def _is_cancellation(submission: Submission) -> bool:
+    return bool(submission.payload.get("status") == Amendment.Kind.CANCELLED)
+
+
+def update_verdict(submission: Submission, lab: clinikapi.Lab) -> str:
+    """ "applied", "not_applied" or "superseded": where ClinikAPI's copy stands against this
+    update, judged by its status and by the signed PDFs it holds, whose titles name the local
+    report number and version."""
+    if _is_cancellation(submission):
+        return "applied" if lab.status == Amendment.Kind.CANCELLED else "not_applied"
+    if lab.status == Amendment.Kind.CANCELLED:
+        return "superseded"
+    pattern = re.compile(rf"ClinikUI report {re.escape(submission.report.number)} v(\d+) ")
+    versions = {
+        int(match.group(1))
+        for item in lab.presented_form
+        if (match := pattern.match(item.title or ""))
+    }
+    number = submission.version.number
+    if number in versions and max(versions) == number:
+        return "applied"
+    if versions and max(versions) > number:
+        return "superseded"
+    return "not_applied"
+
+
+def _superseded_pdf(
+    submission: Submission, presented: list[dict[str, str]]
+) -> list[dict[str, str]]:
+    """The signed PDF of the newest earlier release, if it fits beside the rest."""
+    previous = (
+        Submission.objects.filter(report=submission.report_id, state=SubmissionState.SENT)
+        .exclude(pk=submission.pk)
+        .exclude(pdf=None)
+        .order_by("-sent_at", "-pk")
+        .only("pdf", "pdf_title")
+        .first()
+    )
+    if previous is None or previous.pdf is None:
+        return []
+    item = {
+        "contentType": "application/pdf",
+        "title": previous.pdf_title,
+        "data": base64.b64encode(bytes(previous.pdf)).decode("ascii"),
+    }
+    size = len(json.dumps({**submission.payload, "presentedForm": [*presented, item]}))
+    return [item] if size <= clinikapi.MAX_BODY_BYTES else []
 
 
 def _audit(submission: Submission, action: str, **details: Any) -> None:
@@ -832,30 +951,37 @@ def resume_sending() -> int:
 
 
 def reconcile_after_restore() -> int:
-    """After the database was restored from a backup, treat every waiting creation as unknown.
+    """After the database was restored from a backup, treat every row not known to be sent as
+    having an unknown outcome (RELIABILITY SUB-11).
 
-    A row the backup shows as waiting may have been sent after the backup was taken; sending it
-    again would create the report twice (RELIABILITY SUB-11). Each is searched for first, like
-    any unknown outcome, and sent only if ClinikAPI does not hold it. Updates (PATCH) carry the
-    whole new state and are simply sent again. Returns how many rows were marked.
+    A row the backup shows as waiting, or held for the quota or the key, may have been sent
+    after the backup was taken: a creation sent again would exist twice, and an amendment sent
+    again could undo a later one. Each is looked for in ClinikAPI first, like any unknown
+    outcome, and sent only if ClinikAPI does not hold it. Returns how many rows were marked.
     """
     now = timezone.now()
+    held = Q(
+        state=SubmissionState.PARKED, error_code__in=["UNAUTHORIZED", "FORBIDDEN", *QUOTA_CODES]
+    )
     with transaction.atomic():
-        marked = (
-            Submission.objects.waiting()
-            .filter(operation=Submission.Operation.CREATE)
-            .update(
+        rows = list(
+            Submission.objects.select_for_update()
+            .select_related("report", "version")
+            .filter(Q(state__in=WAITING_STATES) | held)
+        )
+        for submission in rows:
+            Submission.objects.filter(pk=submission.pk).update(
                 state=SubmissionState.UNKNOWN,
                 unknown_since=now,
                 reconcile_checks=0,
                 lease_owner="",
                 lease_expires_at=None,
                 next_attempt_at=now,
+                error_code="RESTORED_FROM_BACKUP",
                 updated_at=now,
             )
-        )
-        audit.record("release.restored_from_backup", actor=None, submissions=marked)
-    return marked
+            _audit(submission, "release.outcome_unknown", reason="restored from backup")
+    return len(rows)
 
 
 QUOTA_CODES = ("MONTHLY_QUOTA_EXCEEDED", "SANDBOX_QUOTA_EXCEEDED")

@@ -9,7 +9,6 @@ import json
 
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth.decorators import permission_required
 from django.db.models import Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -28,8 +27,9 @@ from reports.models import (
     Submission,
     SubmissionAttempt,
 )
-from reports.payload import ReportContent
+from reports.payload import DRAFT_STATUSES, ReportContent
 from reports.release_forms import AmendForm, BatchVerifyForm, CancelForm, ReturnForm, SignForm
+from reports.roles import has_role_permission, role_required
 from reports.timeline import timeline
 from reports.views import HtmxHttpRequest
 
@@ -38,14 +38,14 @@ def _visible_report(request: HtmxHttpRequest, report_id: int) -> Report:
     """The author's own report, or any report for a supervisor; otherwise 404 (not 403, which
     would confirm the report exists)."""
     reports = Report.objects.all()
-    if not request.user.has_perm("reports.verify_report"):
+    if not has_role_permission(request.user, "verify_report"):
         reports = reports.for_author(request.user)
     return get_object_or_404(reports, pk=report_id)
 
 
 @require_GET
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def signed_reports(request: HtmxHttpRequest) -> HttpResponse:
     """The clinician's signed reports, newest first, with where each release stands."""
     reports = (
@@ -59,7 +59,7 @@ def signed_reports(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_sign(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
     if request.method == "POST":
@@ -143,15 +143,17 @@ def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         "timeline": entries,
         "autosaves": autosaves,
         "amendment": amendments.open_amendment(report) if report.remote_id else None,
+        # Earlier releases stay readable, marked as superseded (RELIABILITY REC-03).
+        "latest_sent": amendments.released_submission(report),
         "can_amend": is_released and is_author,
-        "can_cancel": is_released and (is_author or request.user.has_perm("reports.verify_report")),
+        "can_cancel": is_released and _may_cancel(request, report),
     }
     return render(request, "reports/report_release.html", context)
 
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_amend(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """Start an amendment of one's own released report: kind and reason, then the composer."""
     report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
@@ -166,6 +168,10 @@ def report_amend(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
                 explanation=form.cleaned_data["explanation"],
             )
         except amendments.AmendmentRefused as exc:
+            report.refresh_from_db()
+            if report.state == ReportState.DRAFT and amendments.open_amendment(report):
+                # A second click of the same form: the amendment is already open.
+                return _see_other("reports:edit", report.pk)
             form.add_error(None, str(exc))
         else:
             messages.success(
@@ -186,7 +192,7 @@ def report_amend(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def amendment_discard(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
     try:
@@ -203,7 +209,7 @@ def amendment_discard(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 def report_cancel(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """Cancel a released report (its author or a supervisor): reason and password."""
     report = _visible_report(request, report_id)
-    if report.author_id != request.user.pk and not request.user.has_perm("reports.verify_report"):
+    if not _may_cancel(request, report):
         raise Http404
     if request.method == "POST":
         form = CancelForm(request.POST)
@@ -217,6 +223,7 @@ def report_cancel(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
                     reason=form.cleaned_data["reason"],
                     explanation=form.cleaned_data["explanation"],
                     token=form.cleaned_data["token"],
+                    version_number=form.cleaned_data["version"],
                 )
             except workflow.WrongPassword as exc:
                 form.add_error("password", str(exc))
@@ -258,7 +265,7 @@ def signed_pdf(request: HtmxHttpRequest, report_id: int, submission_id: int) -> 
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@permission_required("reports.verify_report", raise_exception=True)
+@role_required("verify_report")
 def review_queue(request: HtmxHttpRequest) -> HttpResponse:
     """Reports awaiting verification, oldest first, with batch verification of those ticked."""
     outcomes: list[workflow.BatchOutcome] = []
@@ -285,6 +292,8 @@ def review_queue(request: HtmxHttpRequest) -> HttpResponse:
     )
     context = {
         "reports": reports,
+        # Amendments are verified one at a time, on their own page with their changes.
+        "batch_statuses": DRAFT_STATUSES,
         "form": form,
         "outcomes": [(Report(pk=outcome.report_id).number, outcome) for outcome in outcomes],
     }
@@ -294,7 +303,7 @@ def review_queue(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@permission_required("reports.verify_report", raise_exception=True)
+@role_required("verify_report")
 def report_review(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """One report under review, read-only, with the verify and return forms."""
     report = get_object_or_404(Report.objects.select_related("author"), pk=report_id)
@@ -373,6 +382,14 @@ def notifications(request: HtmxHttpRequest) -> HttpResponse:
         return _see_other("reports:notifications")
     items = mine.select_related("report")[:100]
     return render(request, "reports/notifications.html", {"notifications": items})
+
+
+def _may_cancel(request: HtmxHttpRequest, report: Report) -> bool:
+    """Its author, while a clinician, or any supervisor (reports.amendments checks it again)."""
+    user = request.user
+    if report.author_id == user.pk and has_role_permission(user, "compose_report"):
+        return True
+    return has_role_permission(user, "verify_report")
 
 
 def _shown(body: dict[str, object]) -> str:

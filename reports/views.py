@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_not_required, permission_required
+from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -35,6 +35,7 @@ from reports.payload import (
     build_payload,
 )
 from reports.pdf_validation import MAX_ATTACHMENT_BYTES, human_size
+from reports.roles import has_role_permission, role_required
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -65,8 +66,9 @@ def ping(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@never_cache
 def home(request: HttpRequest) -> HttpResponse:
-    if request.user.has_perm("reports.lookup_patients"):
+    if has_role_permission(request.user, "lookup_patients"):
         return redirect("reports:patient_search")
     return render(request, "home.html")
 
@@ -74,7 +76,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @never_cache
 @vary_on_headers("HX-Request")
-@permission_required("reports.lookup_patients", raise_exception=True)
+@role_required("lookup_patients")
 def patient_search(request: HtmxHttpRequest, *, start_report: bool = False) -> HttpResponse:
     # Searching is a read, but names and birth dates are patient data and must stay out of
     # URLs, browser history and access logs (RELIABILITY SES-04), so the search is a POST.
@@ -95,7 +97,7 @@ def patient_search(request: HtmxHttpRequest, *, start_report: bool = False) -> H
 
 @require_GET
 @never_cache
-@permission_required("reports.lookup_patients", raise_exception=True)
+@role_required("lookup_patients")
 def patient_detail(request: HttpRequest, patient_id: str) -> HttpResponse:
     try:
         chart = services.get_patient_chart(patient_id=patient_id)
@@ -123,7 +125,7 @@ def _own_report(request: HtmxHttpRequest, report_id: int) -> Report:
 
 @require_GET
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def drafts(request: HtmxHttpRequest) -> HttpResponse:
     reports = Report.objects.for_author(request.user).drafts().with_head_content()
     return render(request, "reports/drafts.html", {"reports": reports})
@@ -131,7 +133,7 @@ def drafts(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_new(request: HtmxHttpRequest) -> HttpResponse:
     """Step one of a new report: find the patient, then start the draft for them."""
     if request.method == "POST" and "patient_id" in request.POST:
@@ -150,7 +152,7 @@ def report_new(request: HtmxHttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = _own_report(request, report_id)
     if not report.is_editable and request.method == "GET":
@@ -326,7 +328,7 @@ def _preview(content: ReportContent, amendment: Amendment | None) -> dict[str, A
 
 @require_GET
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_conflict(request: HtmxHttpRequest, report_id: int, number: int) -> HttpResponse:
     """The current version beside a kept conflict copy, so the clinician can carry on from one."""
     report = _own_report(request, report_id)
@@ -341,7 +343,7 @@ def report_conflict(request: HtmxHttpRequest, report_id: int, number: int) -> Ht
 
 @require_GET
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_history(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = _own_report(request, report_id)
     versions = list(report.versions.select_related("author").order_by("-number"))
@@ -360,7 +362,7 @@ def report_history(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_restore(request: HtmxHttpRequest, report_id: int, number: int) -> HttpResponse:
     report = _own_report(request, report_id)
     try:
@@ -385,7 +387,7 @@ def report_restore(request: HtmxHttpRequest, report_id: int, number: int) -> Htt
 
 @require_GET
 @never_cache
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def report_payload(request: HtmxHttpRequest, report_id: int) -> JsonResponse:
     """The exact body `POST /v1/labs` (or, for an amendment, `PATCH /v1/labs/{id}`) would
     receive for the current version, without the signed report PDF the worker adds."""
@@ -402,7 +404,7 @@ def report_payload(request: HtmxHttpRequest, report_id: int) -> JsonResponse:
 
 
 @require_POST
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def attachment_add(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     report = _own_report(request, report_id)
     upload = request.FILES.get("file")
@@ -429,7 +431,7 @@ def attachment_add(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 
 
 @require_POST
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def attachment_remove(request: HtmxHttpRequest, report_id: int, sha256: str) -> HttpResponse:
     report = _own_report(request, report_id)
     error = None
@@ -465,7 +467,7 @@ def _attachments_changed(
 
 
 @require_GET
-@permission_required("reports.compose_report", raise_exception=True)
+@role_required("compose_report")
 def attachment_download(request: HtmxHttpRequest, report_id: int, sha256: str) -> HttpResponse:
     """The file exactly as uploaded, only ever as a download (RELIABILITY FILE-04)."""
     report = _own_report(request, report_id)

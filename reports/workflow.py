@@ -136,7 +136,9 @@ def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID
         )
     version = report.versions.get(number=report.head)
     if Signature.objects.filter(
-        version=version, signer=signer, meaning=SignatureMeaning.AUTHORED
+        version=version,
+        signer=signer,
+        meaning__in=[SignatureMeaning.AUTHORED, SignatureMeaning.AMENDED],
     ).exists():
         raise SigningRefused(
             f"You signed version {version.number} already and it came back. Make the changes "
@@ -149,13 +151,19 @@ def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID
             "The report cannot be signed yet: "
             + " ".join(f"{problem.label}: {problem.message}" for problem in problems)
         )
-    signature = create_signature(version, signer, SignatureMeaning.AUTHORED, token=token)
+    # An amendment's signature says so (DESIGN "Integrity": authored / verified / amended).
+    meaning = (
+        SignatureMeaning.AMENDED
+        if content.status in AMENDMENT_STATUSES
+        else SignatureMeaning.AUTHORED
+    )
+    signature = create_signature(version, signer, meaning, token=token)
     audit.record(
         "report.signed",
         actor=signer,
         report=report,
         version=version.number,
-        meaning=SignatureMeaning.AUTHORED,
+        meaning=meaning,
         content_hash=signature.content_hash,
     )
     submission = None
@@ -324,6 +332,10 @@ def verify_many(
         try:
             report = Report.objects.get(pk=report_id)
             _refuse_own_report(report, verifier)
+            if report.remote_id and amendments.open_amendment(report):
+                raise ReviewRefused(
+                    "An amendment is verified on its own page, after reading its changes."
+                )
             result = _replay(
                 item_token, signer=verifier, report_id=report_id, version_number=version_number
             ) or _verify_checked(

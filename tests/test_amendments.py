@@ -18,6 +18,7 @@ from django.urls import reverse
 from reports import amendments, outbox, services, signing, workflow
 from reports.forms import ReportForm
 from reports.models import (
+    Alert,
     Amendment,
     AuditEvent,
     Report,
@@ -30,6 +31,7 @@ from reports.payload import SNOMED_CT, CodedConcept, ReportContent
 from reports.sandbox.faults import Fault
 from terminology import loading
 from tests.conftest import PASSWORD, make_user
+from tests.pdfs import samples
 from tests.releasing import complete_content, draft, drain, fast_release_settings, sign
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -126,8 +128,12 @@ def test_an_amendment_is_reviewed_then_sent_as_one_patch_with_complete_lists(
     assert patch["resultIds"] == list(ReportContent.from_json(original.content).result_ids)
     assert [c["code"] for c in patch["conclusionCodes"]] == ["271737000"]
     assert not {"patientId", "code", "category", "encounterId", "specimenIds"} & set(patch)
+    # The new signed PDF, and the one it supersedes resent so that ClinikAPI keeps it (§11.4).
     titles = [item["title"] for item in patch["presentedForm"]]
-    assert titles == [f"ClinikUI report {released.number} v{released.head} (signed)"]
+    assert titles == [
+        f"ClinikUI report {released.number} v{released.head} (signed)",
+        f"ClinikUI report {released.number} v{original.number} (signed)",
+    ]
 
     (lab,) = [lab for lab in sandbox.store.labs() if lab["id"] == released.remote_id]
     assert lab["status"] == "amended" and lab["conclusion"].startswith("Moderate")
@@ -218,7 +224,7 @@ def test_appended_refuses_changes_to_what_was_released(released, clinician):
         ),
     )
     released.refresh_from_db()
-    assert sign(released, clinician).signature.meaning == "authored"
+    assert sign(released, clinician).signature.meaning == "amended"
 
 
 def test_an_amendment_that_changes_nothing_cannot_be_signed(released, clinician):
@@ -292,6 +298,7 @@ def test_a_supervisor_may_cancel_another_clinician_may_not(released, supervisor)
         reason="report_defect",
         explanation="Duplicate of another report.",
         token=uuid.uuid4(),
+        version_number=released.head,
     )
     released.refresh_from_db()
     assert released.state == ReportState.RELEASING
@@ -307,6 +314,7 @@ def test_a_cancellation_clinikapi_refuses_leaves_the_report_released(released, c
         reason="other",
         explanation="Sent in error.",
         token=uuid.uuid4(),
+        version_number=released.head,
     )
     drain(outbox.Worker(), until=lambda: _settled(released))
     released.refresh_from_db()
@@ -331,6 +339,7 @@ def test_the_timeline_lists_every_step_with_who_and_why(released, clinician, sup
     for step in (
         "Version 2: saved",
         "Signed: authored",
+        "Signed: amended",
         "Released to ClinikAPI",
         "Amendment started (amended) from released version 2",
         "Interpretation: Repeat haemoglobin changes the interpretation.",
@@ -465,3 +474,154 @@ def test_the_review_queue_flags_reports_with_critical_results(clinician, supervi
     assert "1 critical" in queue
     page = reviewer.get(reverse("reports:review", args=[report.pk])).content.decode()
     assert f"<code>{critical_id}</code>" in page[page.index('id="critical-results"') :]
+
+
+def _cancel(report: Report, user: User, **extra: Any) -> Signature:
+    return amendments.cancel_report(
+        request=RequestFactory().post("/"),
+        report_id=report.pk,
+        user=user,
+        password=PASSWORD,
+        reason="misidentification",
+        explanation="Wrong patient.",
+        token=uuid.uuid4(),
+        version_number=extra.pop("version_number", report.head),
+    )
+
+
+def test_a_cancellation_changes_the_status_alone_even_if_a_result_is_gone(
+    released, clinician, sandbox
+):
+    # Misidentification: a chosen result has since been removed from this patient's record.
+    gone = ReportContent.from_json(released.versions.get(number=released.head).content)
+    sandbox.store.delete(
+        "observations",
+        "test",
+        "org_sandbox",
+        gone.result_ids[0],
+        lag=0.0,
+        request_id="test",
+        timestamp="2026-11-24T07:00:00.000Z",
+    )
+    _cancel(released, clinician)
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    assert _patches(sandbox, released) == [{"status": "cancelled"}]
+    released.refresh_from_db()
+    assert released.state == ReportState.CANCELLED
+    (lab,) = [lab for lab in sandbox.store.labs() if lab["id"] == released.remote_id]
+    assert [item["title"] for item in lab["presentedForm"]] == [
+        f"ClinikUI report {released.number} v2 (signed)"
+    ]  # the released report's signed PDF stays in ClinikAPI
+    cancellation = Submission.objects.get(report=released, operation="update")
+    assert cancellation.read_back == "match" and cancellation.pdf is None
+
+
+def test_a_cancellation_of_a_version_that_was_superseded_meanwhile_is_refused(
+    released, clinician, supervisor, settings
+):
+    settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = False
+    seen = released.head
+    _amend(released, clinician, conclusion="Moderate anaemia.")
+    sign(released, clinician)
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    released.refresh_from_db()
+    assert released.state == ReportState.RELEASED and released.head > seen
+    with pytest.raises(amendments.AmendmentRefused, match="released again"):
+        _cancel(released, supervisor, version_number=seen)
+
+
+def test_a_supervisor_may_discard_an_unsigned_amendment_and_the_report_reads_as_released(
+    released, clinician, supervisor
+):
+    _amend(released, clinician, conclusion="Unfinished.")
+    other = make_user("other-clinician", "Clinician")
+    with pytest.raises(amendments.AmendmentRefused, match="author or a supervisor"):
+        amendments.discard_amendment(report_id=released.pk, user=other)
+    amendments.discard_amendment(report_id=released.pk, user=supervisor)
+    released.refresh_from_db()
+    assert released.state == ReportState.RELEASED
+    assert released.head == Submission.objects.get(report=released).version.number
+    # ... so a cancellation (whose form carries the head) can go ahead.
+    assert _cancel(released, supervisor).meaning == "cancelled"
+
+
+def test_an_update_whose_outcome_is_unknown_is_read_back_before_it_is_resent(
+    released, clinician, sandbox, settings
+):
+    settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = False
+    sandbox.faults.push(Fault.server_error(500, route="PATCH /v1/labs/*", when="after"))
+    _amend(released, clinician, conclusion="Moderate anaemia.")
+    sign(released, clinician)
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    update = Submission.objects.get(report=released, operation="update")
+    assert len(_patches(sandbox, released)) == 1  # applied by ClinikAPI: adopted, not resent
+    assert [t.outcome for t in update.tries.filter(action="reconcile")] == ["adopted"]
+    assert update.state == SubmissionState.SENT and update.read_back == "match"
+
+
+def test_an_update_superseded_in_clinikapi_is_held_not_resent(
+    released, clinician, sandbox, settings
+):
+    """A backup restored after a later amendment was sent: resending the older PATCH would
+    undo the later one in ClinikAPI."""
+    settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = False
+    _amend(released, clinician, conclusion="Moderate anaemia.")
+    sign(released, clinician)
+    drain(outbox.Worker(), until=lambda: _settled(released))
+    update = Submission.objects.get(report=released, operation="update")
+    lab = next(lab for lab in sandbox.store.labs() if lab["id"] == released.remote_id)
+    later = {
+        "contentType": "application/pdf",
+        "title": f"ClinikUI report {released.number} v{update.version.number + 2} (signed)",
+        "data": "JVBERi0=",
+    }
+    sandbox.store.replace(
+        "labs",
+        "test",
+        "org_sandbox",
+        {**lab, "presentedForm": [later]},
+        lag=0.0,
+        request_id="test",
+        timestamp="2026-11-24T07:00:00.000Z",
+    )
+    Submission.objects.filter(pk=update.pk).update(state=SubmissionState.PENDING)
+    assert outbox.reconcile_after_restore() == 1
+    drain(outbox.Worker(), until=lambda: Submission.objects.get(pk=update.pk).state == "parked")
+    update.refresh_from_db()
+    assert update.error_code == "SUPERSEDED"
+    assert len(_patches(sandbox, released)) == 1
+    assert Alert.objects.filter(kind="release.superseded").exists()
+
+
+def test_changed_attachments_are_part_of_the_changes(released, clinician):
+    _amend(released, clinician)
+    services.attach_pdf(
+        report_id=released.pk,
+        author=clinician,
+        filename="ferritin.pdf",
+        data=samples.save(samples.document()),
+    )
+    released.refresh_from_db()
+    amendment = Amendment.objects.get()
+    content = ReportContent.from_json(released.versions.get(number=released.head).content)
+    changes = {c.field: c for c in amendments.changes_since_release(amendment, content)}
+    assert "ferritin.pdf" in changes["attachments"].after
+
+
+def test_amendments_are_left_out_of_batch_verification(released, clinician, supervisor):
+    _amend(released, clinician, conclusion="Moderate anaemia.")
+    sign(released, clinician)
+    released.refresh_from_db()
+    client = Client()
+    client.force_login(supervisor)
+    queue = client.get(reverse("reports:review_queue")).content.decode()
+    assert f'id="batch-{released.pk}"' not in queue
+    outcomes = workflow.verify_many(
+        request=RequestFactory().post("/"),
+        verifier=supervisor,
+        password=PASSWORD,
+        choices=[(released.pk, released.head)],
+        token=uuid.uuid4(),
+    )
+    assert [o.verified for o in outcomes] == [False]
+    assert "on its own page" in outcomes[0].message
