@@ -192,9 +192,9 @@ def report_amend(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 
 
 @require_POST
-@role_required("compose_report")
 def amendment_discard(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
-    report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
+    """Its author or a supervisor gives up an unsigned amendment (reports.amendments checks)."""
+    report = _visible_report(request, report_id)
     try:
         amendments.discard_amendment(report_id=report.pk, user=request.user)
     except amendments.AmendmentRefused as exc:

@@ -222,7 +222,7 @@ URLS: dict[str, tuple[Callable[[Objects], str], Expect]] = {
     ),
     "amendment_discard": (
         lambda o: reverse("reports:amendment_discard", args=[o.released.pk]),
-        {"GET": every(405), "POST": composer(303, 404)},
+        {"GET": every(405), "POST": every(303, other_clinician=404, admin=404)},
     ),
     "cancel": (
         lambda o: reverse("reports:cancel", args=[o.released.pk]),
