@@ -259,6 +259,8 @@ CLINIKUI_SESSION_MAX_AGE = int(env_float("CLINIKUI_SESSION_MAX_AGE", 12 * 60 * 6
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# A refused form is audited (RELIABILITY AU-05) and explained; nothing it carried is kept.
+CSRF_FAILURE_VIEW = "reports.views.csrf_failure"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
@@ -405,5 +407,9 @@ LOGGING: dict[str, Any] = {
         # django-axes logs every sign-in at INFO ("Deleted 0 failed login attempts"); our audit
         # trail records sign-ins and failures, and its lockout warnings still come through.
         "axes": {"level": "WARNING"},
+        # At DEBUG the template engine logs every failed variable lookup with the whole template
+        # context: patient names, conclusions, results and the CSRF token would reach the logs
+        # whenever LOG_LEVEL=DEBUG (RELIABILITY SEC-02; found by bench/security.py's canary).
+        "django.template": {"level": "INFO"},
     },
 }

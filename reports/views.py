@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,7 +24,7 @@ from django_htmx.http import (
 )
 from django_htmx.middleware import HtmxDetails
 
-from reports import amendments, diffs, services
+from reports import amendments, audit, diffs, services
 from reports.forms import PatientSearchForm, ReportForm, concept_displays
 from reports.models import Amendment, Report, ReportVersion, SubmissionState, VersionKind
 from reports.payload import (
@@ -63,6 +64,23 @@ def redirect_after_post(request: HtmxHttpRequest, url: str) -> HttpResponse:
 def ping(request: HttpRequest) -> HttpResponse:
     """Liveness of the web process alone; the floor for throughput benchmarks."""
     return HttpResponse("pong", content_type="text/plain")
+
+
+@login_not_required
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """Django's CSRF refusal (CSRF_FAILURE_VIEW), audited: a forged or stale form is a security
+    event worth a row (RELIABILITY AU-05). Only the method, the path and Django's reason (a
+    fixed phrase) are kept, never the form's content."""
+    actor = request.user if request.user.is_authenticated else None
+    with transaction.atomic():
+        audit.record(
+            "security.csrf_refused",
+            actor=actor,
+            method=request.method,
+            path=request.path[:200],
+            reason=reason[:100],
+        )
+    return render(request, "403_csrf.html", status=403)
 
 
 @require_GET

@@ -22,7 +22,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import transaction
 from django.test import Client
-from django.urls import reverse
+from django.urls import URLResolver, get_resolver, reverse
 
 from reports import outbox, services
 from reports.models import Report, ReportState, Submission
@@ -45,7 +45,14 @@ ROLES = (
 )
 SIGNED_IN = ROLES[1:6]
 # Pages without patient data, which may be cached.
-PUBLIC_PAGES = {"ping", "login", "terminology:about", "terminology:lookup", "terminology:search"}
+PUBLIC_PAGES = {
+    "ping",
+    "login",
+    "terminology:about",
+    "terminology:lookup",
+    "terminology:search",
+    "terminology:suggestions",
+}
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Objects:
     released: Report
     submission: Submission
     sha256: str
+    conflict: int
 
 
 def _reports_of(author: User) -> Objects:
@@ -67,6 +75,14 @@ def _reports_of(author: User) -> Objects:
         filename="cbc.pdf",
         data=samples.save(samples.document()),
     )
+    # An edit based on a stale version is kept as a conflict copy (its page is in the matrix).
+    with pytest.raises(services.DraftConflict) as conflict:
+        services.save_draft(
+            report_id=report.pk,
+            author=author,
+            base_version=1,
+            content=complete_content(conclusion="Typed in another tab."),
+        )
     awaiting = draft(author, complete_content(status="final"))
     sign(awaiting, author)
     released = draft(author, complete_content(status="preliminary"))
@@ -81,6 +97,7 @@ def _reports_of(author: User) -> Objects:
         released=released,
         submission=Submission.objects.get(report=released),
         sha256=version.content["attachments"][0]["sha256"],
+        conflict=conflict.value.kept.number,
     )
 
 
@@ -231,6 +248,14 @@ URLS: dict[str, tuple[Callable[[Objects], str], Expect]] = {
             "POST": every(422, other_clinician=404, admin=404),
         },
     ),
+    "conflict": (
+        lambda o: reverse("reports:conflict", args=[o.draft.pk, o.conflict]),
+        {"GET": composer(200, 404), "POST": every(405)},
+    ),
+    "terminology:suggestions": (
+        lambda o: reverse("terminology:suggestions") + "?system=snomed&q=anae",
+        {"GET": every(200), "POST": every(405)},
+    ),
     "notifications": (
         lambda o: reverse("reports:notifications"),
         {"GET": every(200), "POST": every(303)},
@@ -306,3 +331,32 @@ def _request(client: Client, method: str, url: str) -> tuple[int, str]:
         response: Any = client.generic(method, url, b"", "application/x-www-form-urlencoded")
         transaction.set_rollback(True)
     return int(response.status_code), str(response.headers.get("Cache-Control", ""))
+
+
+def test_every_url_pattern_has_a_row_in_the_matrix():
+    """RELIABILITY AC-01: a new page without an entry in the access policy fails here."""
+    names = set()
+    for pattern in get_resolver().url_patterns:
+        names |= _names(pattern, "")
+    covered = {
+        name.removeprefix("reports:") if ":" not in name.removeprefix("reports:") else name
+        for name in URLS
+    }
+    missing = sorted(
+        name
+        for name in names
+        if not name.startswith("admin:")
+        and name.removeprefix("reports:") not in covered
+        and name not in covered
+    )
+    assert missing == []
+
+
+def _names(pattern: Any, namespace: str) -> set[str]:
+    if isinstance(pattern, URLResolver):
+        inner = f"{pattern.namespace}:" if pattern.namespace else namespace
+        found: set[str] = set()
+        for child in pattern.url_patterns:
+            found |= _names(child, inner if pattern.namespace else namespace)
+        return found
+    return {f"{namespace}{pattern.name}"} if pattern.name else set()

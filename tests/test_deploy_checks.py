@@ -92,3 +92,21 @@ def test_the_product_settings_pass_the_csp_and_session_checks():
     messages = check_security_settings(None)
     assert not [m for m in messages if m.id in {f"clinikui.W00{n}" for n in (1, 2, 3, 4, 5)}]
     assert settings.SECURE_CSP["frame-ancestors"] == [CSP.NONE]
+
+
+@pytest.mark.django_db
+def test_a_refused_form_is_audited_and_explained(clinician):
+    from django.test import Client
+    from django.urls import reverse
+
+    from reports.models import AuditEvent
+
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(clinician)
+    response = client.post(reverse("reports:notifications"), {"x": "1"})
+    assert response.status_code == 403
+    assert "could not be accepted" in response.content.decode()
+    event = AuditEvent.objects.get(action="security.csrf_refused")
+    assert event.actor == clinician
+    assert event.details["path"] == reverse("reports:notifications")
+    assert event.details["reason"].startswith("CSRF cookie not set")
