@@ -164,6 +164,28 @@ def test_an_expired_session_loses_no_text_and_saves_after_signing_in_again(
     )
 
 
+def test_a_locked_account_is_told_so_when_signing_in_again_and_the_text_stays(
+    page, live_server, clinician
+):
+    start_report(page, live_server.url)
+    conclusion = page.get_by_label("Conclusion", exact=True)
+    conclusion.press_sequentially("Typed before expiry.", delay=5)
+    expect(page.locator("#autosave-status")).to_contain_text("saved automatically", timeout=10_000)
+    Session.objects.all().delete()
+    conclusion.press_sequentially(" More.", delay=5)
+    expect(page.locator("#session-expired")).to_be_visible(timeout=10_000)
+    error = page.locator("[data-reauth-error]")
+    for attempt in range(5):  # the fifth failure locks the account (django-axes)
+        page.get_by_label("Password", exact=True).fill("not-the-password")
+        page.get_by_role("button", name="Sign in and save").click()
+        expect(error).to_contain_text("locked" if attempt == 4 else "not accepted")
+        error.evaluate("node => node.textContent = ''")
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Sign in and save").click()
+    expect(error).to_contain_text("locked for 15 minutes")  # even the right password, now
+    expect(conclusion).to_have_value("Typed before expiry. More.")
+
+
 def test_a_hostile_pdf_is_refused_with_a_clear_message_and_a_clean_one_attached(
     page, live_server, clinician, tmp_path
 ):

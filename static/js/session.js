@@ -44,6 +44,13 @@
     });
     var answer = await fetch(loginUrl, { method: "POST", body: body, credentials: "same-origin" });
     var after = new DOMParser().parseFromString(await answer.text(), "text/html");
+    if (answer.status === 429) {
+      // Too many failed passwords (django-axes): a lockout, not a wrong password.
+      message.textContent =
+        "Too many failed sign-ins: this account is locked for 15 minutes. Your text is still here.";
+      form.elements.password.value = "";
+      return;
+    }
     if (new URL(answer.url).pathname === new URL(loginUrl, window.location.href).pathname) {
       message.textContent = "That password was not accepted. Your text is still here.";
       form.elements.password.value = "";
