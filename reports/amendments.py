@@ -288,7 +288,7 @@ def _cancel(
         raise AmendmentRefused(
             "The report was released again after you opened it. Read it again before you cancel it."
         )
-    amendment, version = _begin(
+    _, version = _begin(
         report,
         user,
         Amendment.Kind.CANCELLED,
@@ -307,11 +307,10 @@ def _cancel(
     )
     report.head = version.number
     report.state = ReportState.RELEASING
+    # queue_release records the version on the open amendment, this cancellation.
     workflow.queue_release(
         report=report, version=version, signature=signature, token=token, actor=user
     )
-    amendment.version = version
-    amendment.save(update_fields=["version"])
     report.updated_at = timezone.now()
     report.save(update_fields=["head", "state", "updated_at"])
     return signature

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -100,22 +101,13 @@ def sign_report(
                 reason="wrong password",
             )
         raise WrongPassword
-    try:
-        with transaction.atomic():
-            report = Report.objects.select_for_update().get(pk=report_id)
-            # Checked again under the lock: a parallel POST of the same form may have won.
-            replay = _replay(
-                token, signer=signer, report_id=report_id, version_number=version_number
-            )
-            if replay is not None:
-                return replay
-            result = _sign(report, signer=signer, version_number=version_number, token=token)
-    except IntegrityError:
-        # The token's unique constraint caught a parallel POST that passed both checks.
-        replay = _replay(token, signer=signer, report_id=report_id, version_number=version_number)
-        if replay is None:
-            raise
-        return replay
+    result = _at_most_once(
+        lambda report: _sign(report, signer=signer, version_number=version_number, token=token),
+        report_id,
+        signer=signer,
+        version_number=version_number,
+        token=token,
+    )
     # The session id is not rotated here, unlike at sign-in: the password re-entry does not change
     # who is signed in, and rotating would make a double click's second POST fail with "session
     # deleted" instead of getting the first one's result.
@@ -367,17 +359,40 @@ def _refuse_own_report(report: Report, verifier: User) -> None:
 def _verify_checked(
     report_id: int, *, verifier: User, version_number: int, token: uuid.UUID
 ) -> SignResult:
+    return _at_most_once(
+        lambda report: _verify(
+            report, verifier=verifier, version_number=version_number, token=token
+        ),
+        report_id,
+        signer=verifier,
+        version_number=version_number,
+        token=token,
+    )
+
+
+def _at_most_once(
+    step: Callable[[Report], SignResult],
+    report_id: int,
+    *,
+    signer: User,
+    version_number: int,
+    token: uuid.UUID,
+) -> SignResult:
+    """Run a signing step under the report's lock, once per one-time form token (SUB-02): a
+    repeated or parallel POST of the same form gets the first one's result."""
     try:
         with transaction.atomic():
             report = Report.objects.select_for_update().get(pk=report_id)
+            # Checked again under the lock: a parallel POST of the same form may have won.
             replay = _replay(
-                token, signer=verifier, report_id=report_id, version_number=version_number
+                token, signer=signer, report_id=report_id, version_number=version_number
             )
             if replay is not None:
                 return replay
-            return _verify(report, verifier=verifier, version_number=version_number, token=token)
+            return step(report)
     except IntegrityError:
-        replay = _replay(token, signer=verifier, report_id=report_id, version_number=version_number)
+        # The token's unique constraint caught a parallel POST that passed both checks.
+        replay = _replay(token, signer=signer, report_id=report_id, version_number=version_number)
         if replay is None:
             raise
         return replay

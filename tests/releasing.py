@@ -65,6 +65,16 @@ def sign(
     )
 
 
+def database_url() -> str:
+    """The test database as a DATABASE_URL, for a worker run as its own process."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def fast_release_settings(settings: Any, *, lag: float = 0.2) -> None:
     """Reconciliation waits scaled with the sandbox's search lag (ratios of 10 s, 30 s, 120 s)."""
     settings.CLINIKUI_RECONCILE_FIRST_CHECK = 3 * lag

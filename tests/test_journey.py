@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
@@ -30,18 +29,12 @@ from reports.sandbox.seed import FIXED_PATIENT_ID
 from terminology import loading
 from tests.browser import sign_in
 from tests.conftest import PASSWORD
+from tests.releasing import database_url
 from tests.test_composer_browser import pick
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture
@@ -53,7 +46,7 @@ def worker(api_over_socket, settings) -> Iterator[subprocess.Popen[bytes]]:
     env = {
         **os.environ,
         "CLINIKUI_ENVIRONMENT": "test",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CLINIKAPI_BASE_URL": api_over_socket.url,
         "LOG_LEVEL": "WARNING",
     }

@@ -16,12 +16,18 @@ import time
 from pathlib import Path
 
 import pytest
-from django.db import connection
 
 from reports import outbox
 from reports.models import Report, ReportState, Submission, SubmissionState
 from reports.sandbox.faults import Fault
-from tests.releasing import draft, drain, fast_release_settings, remote_reports_of, sign
+from tests.releasing import (
+    database_url,
+    draft,
+    drain,
+    fast_release_settings,
+    remote_reports_of,
+    sign,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,18 +43,11 @@ def sandbox(settings, api_over_socket):
     return api_over_socket
 
 
-def _database_url() -> str:
-    db = connection.settings_dict
-    if connection.vendor == "sqlite":
-        return f"sqlite:///{db['NAME']}"
-    return f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-
-
 def _start_worker(running, crash_point: str = "") -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "CLINIKUI_ENVIRONMENT": "test",
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "CLINIKAPI_BASE_URL": running.url,
         "CLINIKUI_WORKER_CRASH_POINT": crash_point,
         "CLINIKUI_WORKER_LEASE": str(LEASE_SECONDS),
@@ -143,7 +142,7 @@ def test_after_a_restore_from_backup_a_report_sent_since_is_adopted_not_sent_twi
     output = subprocess.run(
         [sys.executable, "manage.py", "release_worker", "--after-restore"],
         cwd=ROOT,
-        env={**os.environ, "CLINIKUI_ENVIRONMENT": "test", "DATABASE_URL": _database_url()},
+        env={**os.environ, "CLINIKUI_ENVIRONMENT": "test", "DATABASE_URL": database_url()},
         capture_output=True,
         text=True,
         check=True,
