@@ -1,7 +1,8 @@
 """The production server command over a throwaway demo database, for the B3 and B4 benchmarks.
 
 `DemoServer` prepares a scratch SQLite database (migrate, the starter terminology, the demo
-users, and the clinician's 50 drafts of which one has 30 versions) and a scratch STATIC_ROOT
+users, the clinician's 50 drafts of which one has 30 versions, and 11 signed final reports in the
+supervisor's review queue, one of them by `clinician2` with 30 versions) and a scratch STATIC_ROOT
 (collectstatic: hashed names with gzip and Brotli copies, as production serves them), starts
 gunicorn with 2 workers on a free 127.0.0.1 port in the `demo` environment with the in-process
 sandbox API, and stops it and removes the scratch folder on exit, whatever happens. Every step
@@ -10,9 +11,11 @@ has a deadline.
     with DemoServer() as server:
         cookie = server.sign_in()          # "sessionid=…", from the real login form
         server.url(f"/reports/{server.long_draft_id}/")
+        supervisor = server.sign_in(SUPERVISOR)
+        server.url(f"/review/{server.review_report_id}/")
 
 Run as `python bench/demo_server.py seed` (with the environment `DemoServer` sets) it only
-writes the drafts; that is how `DemoServer` calls it.
+writes the drafts and the reports awaiting review; that is how `DemoServer` calls it.
 """
 
 from __future__ import annotations
@@ -38,9 +41,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PYTHON = ROOT / ".venv" / "bin" / "python"
 GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
 USERNAME = "clinician"
+SECOND_CLINICIAN = "clinician2"
+SUPERVISOR = "supervisor"
 PASSWORD = "clinikui-demo"  # the demo users' password (create_demo_users)
 DRAFTS = 50
 VERSIONS = 30
+# Signed final reports awaiting review besides the long one (CLINIKUI_REVIEW_REQUIRED is on).
+MORE_IN_REVIEW = 10
 SETUP_TIMEOUT = 300.0
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 10.0
@@ -97,6 +104,8 @@ class DemoServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.long_draft_id = 0
         self.draft_ids: list[int] = []
+        self.review_report_id = 0
+        self.review_ids: list[int] = []
         self.env = {
             **os.environ,
             "CLINIKUI_ENVIRONMENT": "demo",
@@ -159,6 +168,8 @@ class DemoServer:
         seeded = json.loads(done.stdout.strip().splitlines()[-1])
         self.long_draft_id = int(seeded["long_draft_id"])
         self.draft_ids = [int(pk) for pk in seeded["draft_ids"]]
+        self.review_report_id = int(seeded["review_report_id"])
+        self.review_ids = [int(pk) for pk in seeded["review_ids"]]
 
     def _start(self) -> None:
         command = [
@@ -198,8 +209,9 @@ class DemoServer:
         log = self.scratch / "gunicorn.log"
         return log.read_text(errors="replace")[-2000:] if log.exists() else ""
 
-    def sign_in(self) -> str:
-        """Signs in through the login form, as a browser does; returns the Cookie header value."""
+    def sign_in(self, username: str = USERNAME) -> str:
+        """Signs `username` (a demo user) in through the login form, as a browser does; returns
+        the Cookie header value."""
         jar = CookieJar()
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
         login = self.url("/accounts/login/")
@@ -209,12 +221,12 @@ class DemoServer:
         if not match:
             raise RuntimeError("no CSRF token on the login page")
         body = urllib.parse.urlencode(
-            {"username": USERNAME, "password": PASSWORD, "csrfmiddlewaretoken": match[1]}
+            {"username": username, "password": PASSWORD, "csrfmiddlewaretoken": match[1]}
         ).encode()
         request = urllib.request.Request(login, data=body, headers={"Referer": login})
         with opener.open(request, timeout=10) as response:
             if "/accounts/login/" in response.url:
-                raise RuntimeError("signing in failed")
+                raise RuntimeError(f"signing in as {username} failed")
         cookies = {cookie.name: cookie.value for cookie in jar}
         if "sessionid" not in cookies:
             raise RuntimeError("no session cookie after signing in")
@@ -235,29 +247,36 @@ class DemoServer:
 
 
 def seed() -> None:
-    """The clinician's drafts: 50 filled-in drafts, the first of them with 30 versions."""
+    """The clinician's drafts: 50 filled-in drafts, the first of them with 30 versions; and the
+    supervisor's review queue: `clinician2`'s final report with 30 versions and 10 more final
+    reports (2 versions each, by either clinician), each signed by its author through the real
+    signing workflow, so awaiting review."""
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clinikui.settings")
     django.setup()
 
+    import uuid
     from datetime import UTC, datetime
     from typing import Any
 
     from django.contrib.auth.models import User
+    from django.test import RequestFactory
 
-    from reports import services
+    from reports import services, workflow
+    from reports.models import Report, ReportState
     from reports.payload import CodedConcept, ReportContent
     from reports.sandbox.seed import FIXED_PATIENT_ID
 
     author = User.objects.get(username=USERNAME)
+    second = User.objects.get(username=SECOND_CLINICIAN)
     options = services.get_composer_options(patient_id=FIXED_PATIENT_ID)
     encounter = options.encounters[0].id if options.encounters else ""
     results = tuple(o.id for o in options.observations[:4])
     specimens = tuple(s.id for s in options.specimens[:1])
     performer = options.practitioners[0].id if options.practitioners else ""
 
-    def content(number: int) -> ReportContent:
+    def content(number: int, status: str = "preliminary") -> ReportContent:
         return ReportContent(
             patient_id=FIXED_PATIENT_ID,
             encounter_id=encounter,
@@ -265,7 +284,7 @@ def seed() -> None:
                 system="http://loinc.org", code="58410-2", display="CBC panel - Blood"
             ),
             category="LAB",
-            status="preliminary",
+            status=status,
             effective=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
             result_ids=results,
             specimen_ids=specimens,
@@ -293,7 +312,42 @@ def seed() -> None:
                 content=content(number),
             )
         draft_ids.append(report.pk)
-    seeded: dict[str, Any] = {"long_draft_id": draft_ids[0], "draft_ids": draft_ids}
+
+    def awaiting_review(writer: User, versions: int) -> int:
+        """A final report with `versions` versions, signed by `writer` as the tests sign one."""
+        report = services.start_report(author=writer, patient_id=FIXED_PATIENT_ID)
+        for number in range(2, versions + 1):
+            services.save_draft(
+                report_id=report.pk,
+                author=writer,
+                base_version=number - 1,
+                content=content(number, status="final"),
+            )
+        report.refresh_from_db()
+        result = workflow.sign_report(
+            request=RequestFactory().post("/", HTTP_HOST="127.0.0.1"),
+            report_id=report.pk,
+            signer=writer,
+            password=PASSWORD,
+            version_number=report.head,
+            token=uuid.uuid4(),
+        )
+        if result.report.state != ReportState.AWAITING_REVIEW:
+            raise RuntimeError(f"report {report.pk} is {result.report.state}, not in review")
+        return report.pk
+
+    review_ids = [awaiting_review(second, VERSIONS)]
+    for index in range(MORE_IN_REVIEW):
+        review_ids.append(awaiting_review(second if index % 2 else author, 2))
+    in_review = Report.objects.filter(state=ReportState.AWAITING_REVIEW).count()
+    if in_review != len(review_ids):
+        raise RuntimeError(f"{in_review} reports await review, not {len(review_ids)}")
+    seeded: dict[str, Any] = {
+        "long_draft_id": draft_ids[0],
+        "draft_ids": draft_ids,
+        "review_report_id": review_ids[0],
+        "review_ids": review_ids,
+    }
     print(json.dumps(seeded))
 
 

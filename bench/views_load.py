@@ -1,12 +1,15 @@
-"""B4 — throughput and tail latency of the composer's main views on 2 cores.
+"""B4 — throughput and tail latency of the main views on 2 cores.
 
 Starts the production server command (gunicorn, 2 sync workers, `clinikui.wsgi`) over a
-throwaway demo database — the clinician has 50 drafts, one of them with 30 versions — on
-127.0.0.1 (bench/demo_server.py), signs in through the login form, and runs
-`wrk -c 8 -t 2 -d 8s --latency` with the session cookie against `/ping/` (the same-run floor),
-the drafts list, the composer and the history page, the composer once more asking for gzip (as
-a browser does), then `/ping/` again. Prints requests per second, p50/p99 latency and each
-view's rps / ping rps against the targets (≥ 300 rps, p99 ≤ 50 ms, ratio ≥ 0.1). The server is
+throwaway demo database — the clinician has 50 drafts, one of them with 30 versions, and 11
+signed final reports await review, one of them `clinician2`'s with 30 versions — on 127.0.0.1
+(bench/demo_server.py), signs the clinician and the supervisor in through the login form, and
+runs `wrk -c 8 -t 2 -d 8s --latency` against `/ping/` (the same-run floor), then with the
+clinician's session cookie the drafts list, the composer and the history page, with the
+supervisor's the review page of the 30-version report and the review queue, the composer once
+more asking for gzip (as a browser does), then `/ping/` again and `/ping/` without a cookie.
+Prints requests per second, p50/p99 latency and each view's rps / ping rps against the targets
+(≥ 300 rps, p99 ≤ 50 ms, ratio ≥ 0.1); a non-2xx answer counts as an error. The server is
 stopped and its files removed on exit.
 
     .venv/bin/python bench/views_load.py [--duration 8] [--no-wait]
@@ -26,7 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from demo_server import DemoServer, load_average, wait_for_quiet_machine  # noqa: E402
+from demo_server import (  # noqa: E402
+    SUPERVISOR,
+    USERNAME,
+    DemoServer,
+    load_average,
+    wait_for_quiet_machine,
+)
 
 MIN_RPS = 300.0
 MAX_P99_MS = 50.0
@@ -86,21 +95,27 @@ def run_wrk(
     return WrkResult(name, rps, p50, p99, requests, errors)
 
 
-def check_pages(server: DemoServer, cookie: str, pages: dict[str, str]) -> None:
-    """Each page answers 200 for the signed-in clinician and shows what it should."""
+def check_pages(server: DemoServer, pages: dict[str, tuple[str, str, str]]) -> None:
+    """Each page answers 200 for the user signed in with its cookie and shows what it should."""
     import urllib.request
 
+    review = f"R-{server.review_report_id:06d}"
     expected = {
         "drafts": ("My drafts", f"/reports/{server.draft_ids[-1]}/"),
         "compose": ("History (30 versions)", 'id="preview"'),
         "history": ("All versions", "Restore as a new version"),
+        "review": (f"Review report {review}", "(version 30)", 'id="verify-form"'),
+        "review queue": (
+            'id="review-table"',
+            *(f'href="/review/{pk}/"' for pk in server.review_ids),
+        ),
     }
-    for name, path in pages.items():
+    for name, (path, cookie, username) in pages.items():
         request = urllib.request.Request(server.url(path), headers={"Cookie": cookie})
         with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read().decode()
             if response.status != 200 or "/accounts/login/" in response.url:
-                raise RuntimeError(f"{path} did not answer 200 for the signed-in clinician")
+                raise RuntimeError(f"{path} did not answer 200 for the signed-in {username}")
         for text in expected.get(name, ()):
             if text not in body:
                 raise RuntimeError(f"{path} does not show {text!r}")
@@ -118,26 +133,30 @@ def main() -> None:
 
 def measure(*, duration: int, wait: bool, label: str) -> None:
     with DemoServer() as server:
-        cookie = server.sign_in()
+        cookie = server.sign_in(USERNAME)
+        supervisor = server.sign_in(SUPERVISOR)
         draft = server.long_draft_id
+        # name: (path, the session cookie it is measured with, whose it is)
         pages = {
-            "drafts": "/reports/",
-            "compose": f"/reports/{draft}/",
-            "history": f"/reports/{draft}/history/",
+            "drafts": ("/reports/", cookie, USERNAME),
+            "compose": (f"/reports/{draft}/", cookie, USERNAME),
+            "history": (f"/reports/{draft}/history/", cookie, USERNAME),
+            "review": (f"/review/{server.review_report_id}/", supervisor, SUPERVISOR),
+            "review queue": ("/review/", supervisor, SUPERVISOR),
         }
-        check_pages(server, cookie, pages)
+        check_pages(server, pages)
         # One request each first, so the composer's API options are cached in both workers.
         for _ in range(4):
-            check_pages(server, cookie, pages)
+            check_pages(server, pages)
         load_before = wait_for_quiet_machine() if wait else load_average()
         results = [run_wrk("ping", server.url("/ping/"), cookie, duration=duration)]
-        for name, path in pages.items():
-            results.append(run_wrk(name, server.url(path), cookie, duration=duration))
+        for name, (path, page_cookie, _) in pages.items():
+            results.append(run_wrk(name, server.url(path), page_cookie, duration=duration))
         # wrk asks for no compression; a browser does, and the page is then gzipped per request.
         results.append(
             run_wrk(
                 "compose, gzip",
-                server.url(pages["compose"]),
+                server.url(pages["compose"][0]),
                 cookie,
                 duration=duration,
                 headers=("Accept-Encoding: gzip",),

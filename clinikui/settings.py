@@ -218,9 +218,12 @@ AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "csrfmiddlewaretoken"]
 # a second, unchained log of them.
 AXES_DISABLE_ACCESS_LOG = True
 
+# British English formats (day before month). The site is written in one language, so the
+# translation machinery is off: with it on, every variable and `{% url %}` on a page asks it for
+# the active language, about an eighth of a page's time (bench/RESULTS.md, B4).
 LANGUAGE_CODE = "en-gb"
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
-USE_I18N = True
+USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"

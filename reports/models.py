@@ -49,9 +49,25 @@ class ReportQuerySet(models.QuerySet["Report"]):
     def for_author(self, user: AbstractBaseUser | AnonymousUser) -> ReportQuerySet:
         return self.filter(author_id=user.pk)
 
+    def with_last_outcomes(self) -> ReportQuerySet:
+        """Adds `last_review_id` and `last_submission_state`, so that the composer reads its
+        last review and ClinikAPI's refusal only for a report that has them, not for every
+        draft on every load."""
+        reviews = Review.objects.filter(report=OuterRef("pk")).order_by("-pk")
+        submissions = Submission.objects.filter(report=OuterRef("pk")).order_by(
+            "-created_at", "-pk"
+        )
+        return self.annotate(
+            last_review_id=Subquery(reviews.values("pk")[:1]),
+            last_submission_state=Subquery(submissions.values("state")[:1]),
+        )
+
     def with_head_content(self) -> ReportQuerySet:
         """Adds `head_content`, the current version's content, in the same query (no N+1)."""
-        head = ReportVersion.objects.filter(report=OuterRef("pk"), number=OuterRef("head"))
+        # order_by(): a version's default ordering would join its report into the subquery.
+        head = ReportVersion.objects.filter(
+            report=OuterRef("pk"), number=OuterRef("head")
+        ).order_by()
         return self.annotate(
             head_content=Subquery(head.values("content")[:1], output_field=models.JSONField())
         )

@@ -124,7 +124,7 @@ def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """The report's own page once signed: where it stands, what was released, its timeline,
     and the ways to change it (amend, cancel)."""
     report = _visible_report(request, report_id)
-    signatures = Signature.objects.filter(report=report).select_related("version", "signer")
+    signatures = list(Signature.objects.filter(report=report).select_related("version", "signer"))
     submissions = (
         Submission.objects.filter(report=report)
         .select_related("version")
@@ -132,7 +132,7 @@ def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         .prefetch_related(Prefetch("tries", queryset=SubmissionAttempt.objects.order_by("pk")))
         .order_by("-created_at", "-pk")
     )
-    entries, autosaves = timeline(report)
+    entries, autosaves = timeline(report, signatures=signatures)
     is_author = report.author_id == request.user.pk
     is_released = report.state == ReportState.RELEASED
     context = {
@@ -351,7 +351,9 @@ def report_review(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     version = report.versions.get(number=report.head)
     content = ReportContent.from_json(version.content)
     amendment = amendments.open_amendment(report) if report.remote_id else None
-    entries, autosaves = timeline(report)
+    signatures = list(Signature.objects.filter(report=report).select_related("version", "signer"))
+    reviews = list(Review.objects.filter(report=report).select_related("reviewer", "version"))
+    entries, autosaves = timeline(report, signatures=signatures, reviews=reviews)
     context = {
         "report": report,
         "version": version,
@@ -361,8 +363,8 @@ def report_review(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         if amendment
         else (),
         "payload_json": _shown(amendments.preview_body(content, amendment)),
-        "signatures": Signature.objects.filter(report=report).select_related("version", "signer"),
-        "reviews": Review.objects.filter(report=report).select_related("reviewer", "version"),
+        "signatures": signatures,
+        "reviews": reviews,
         "is_author": report.author_id == request.user.pk,
         "timeline": entries,
         "autosaves": autosaves,

@@ -15,7 +15,6 @@ from django.contrib.auth.models import (
     AnonymousUser,
     Group,
     Permission,
-    PermissionsMixin,
 )
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
@@ -42,16 +41,17 @@ def ensure_roles() -> None:
 
 
 def role_name(user: AbstractBaseUser | AnonymousUser) -> str:
-    """The role to show beside a user's name: Admin, Supervisor, Clinician or no role."""
+    """The role to show beside a user's name: Admin, Supervisor, Clinician or no role.
+
+    Named from what the user's roles grant (ROLE_PERMISSIONS), which every page reads anyway,
+    so the badge costs no query of its own."""
     if not user.is_authenticated:
         return ""
     if getattr(user, "is_staff", False):
         return "Admin"
-    if not isinstance(user, PermissionsMixin):
-        return "No role"
-    names = set(user.groups.values_list("name", flat=True))
+    granted = role_permissions(user)
     for role in (SUPERVISOR, CLINICIAN):
-        if role in names:
+        if granted.issuperset(ROLE_PERMISSIONS[role]):
             return role
     return "No role"
 

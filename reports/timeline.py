@@ -7,6 +7,7 @@ Autosaves are counted, not listed; the history page shows every version.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,25 +38,44 @@ class Entry:
     kind: str = ""
 
 
-def timeline(report: Report) -> tuple[list[Entry], int]:
-    """The report's entries oldest first, and how many autosaves were left off the list."""
+def timeline(
+    report: Report,
+    *,
+    signatures: Iterable[Signature] | None = None,
+    reviews: Iterable[Review] | None = None,
+) -> tuple[list[Entry], int]:
+    """The report's entries oldest first, and how many autosaves were left off the list.
+
+    A page that lists the signatures or reviews itself passes them in (with their versions,
+    signers and reviewers), so they are read once."""
     entries: list[Entry] = []
-    versions = ReportVersion.objects.filter(report=report).select_related("author")
+    # Plain rows, not a ReportVersion and a User per version: a draft can have hundreds.
+    versions = ReportVersion.objects.filter(report=report).values_list(
+        "number",
+        "kind",
+        "created_at",
+        "author__first_name",
+        "author__last_name",
+        "author__username",
+    )
     autosaves = 0
-    for version in versions.only("number", "kind", "created_at", "author"):
-        if version.kind == VersionKind.AUTOSAVED:
+    for number, kind, created_at, first_name, last_name, username in versions:
+        if kind == VersionKind.AUTOSAVED:
             autosaves += 1
             continue
         entries.append(
             Entry(
-                version.created_at,
-                f"Version {version.number}: {version.get_kind_display().lower()}",
-                _name(version.author),
-                version=version.number,
+                created_at,
+                f"Version {number}: {VersionKind(kind).label.lower()}",
+                # What User.get_full_name() or get_username() gives.
+                f"{first_name} {last_name}".strip() or username,
+                version=number,
                 kind="version",
             )
         )
-    for signature in Signature.objects.filter(report=report).select_related("version", "signer"):
+    if signatures is None:
+        signatures = Signature.objects.filter(report=report).select_related("version", "signer")
+    for signature in signatures:
         entries.append(
             Entry(
                 signature.signed_at,
@@ -66,7 +86,9 @@ def timeline(report: Report) -> tuple[list[Entry], int]:
                 "signature",
             )
         )
-    for review in Review.objects.filter(report=report).select_related("version", "reviewer"):
+    if reviews is None:
+        reviews = Review.objects.filter(report=report).select_related("version", "reviewer")
+    for review in reviews:
         entries.append(
             Entry(
                 review.created_at,

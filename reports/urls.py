@@ -16,11 +16,7 @@ urlpatterns = [
     path("reports/new/", views.report_new, name="new"),
     path("reports/<int:report_id>/", views.report_edit, name="edit"),
     path("reports/<int:report_id>/history/", views.report_history, name="history"),
-    path(
-        "reports/<int:report_id>/versions/<int:number>/restore/",
-        views.report_restore,
-        name="restore",
-    ),
+    path("reports/<int:report_id>/restore/", views.report_restore, name="restore"),
     path(
         "reports/<int:report_id>/conflicts/<int:number>/",
         views.report_conflict,

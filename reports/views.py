@@ -26,7 +26,14 @@ from django_htmx.middleware import HtmxDetails
 
 from reports import amendments, audit, diffs, services
 from reports.forms import PatientSearchForm, ReportForm, concept_displays
-from reports.models import Amendment, Report, ReportVersion, SubmissionState, VersionKind
+from reports.models import (
+    Amendment,
+    Report,
+    ReportVersion,
+    Review,
+    SubmissionState,
+    VersionKind,
+)
 from reports.payload import (
     FIELD_LABELS,
     MAX_CONCLUSION_CHARS,
@@ -145,7 +152,13 @@ def _own_report(request: HtmxHttpRequest, report_id: int) -> Report:
 @never_cache
 @role_required("compose_report")
 def drafts(request: HtmxHttpRequest) -> HttpResponse:
-    reports = Report.objects.for_author(request.user).drafts().with_head_content()
+    reports = (
+        Report.objects.for_author(request.user)
+        .drafts()
+        .with_head_content()
+        # What the rows show; the rest (results flagged critical, a JSON list) is not decoded.
+        .only("patient_name", "patient_birth_date", "head", "updated_at")
+    )
     return render(request, "reports/drafts.html", {"reports": reports})
 
 
@@ -172,7 +185,9 @@ def report_new(request: HtmxHttpRequest) -> HttpResponse:
 @never_cache
 @role_required("compose_report")
 def report_edit(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
-    report = _own_report(request, report_id)
+    report = get_object_or_404(
+        Report.objects.for_author(request.user).with_last_outcomes(), pk=report_id
+    )
     if not report.is_editable and request.method == "GET":
         # Signed content is frozen: the report's page is now where its release stands.
         return redirect("reports:release", report.pk)
@@ -279,7 +294,13 @@ def _composer_context(
     # What the form shows: the posted values when it is re-shown with errors, else the saved.
     report_code = str(form["report_code"].value() or "")
     chosen_codes = [str(code) for code in form["conclusion_codes"].value() or ()]
-    displays = concept_displays(report_code, *chosen_codes)
+    # The saved version names its codes as they will be sent; only codes posted since (a form
+    # shown again with errors) are looked up.
+    displays = _saved_displays(saved)
+    if (report_code and ("loinc", report_code) not in displays) or any(
+        ("snomed", code) not in displays for code in chosen_codes
+    ):
+        displays = {**concept_displays(report_code, *chosen_codes), **displays}
     return {
         "report": report,
         "head": head,
@@ -309,11 +330,27 @@ def _composer_context(
     }
 
 
+def _saved_displays(saved: ReportContent) -> dict[tuple[str, str], str]:
+    """The displays the saved content carries, keyed like `concept_displays`."""
+    displays = {("snomed", concept.code): concept.display for concept in saved.conclusion_codes}
+    if saved.code is not None:
+        displays["loinc", saved.code.code] = saved.code.display
+    return displays
+
+
 def _with_refusal(report: Report, preview: dict[str, Any]) -> dict[str, Any]:
     """ClinikAPI's refusal of the last release, shown on the draft and at the fields it names
-    (where the field has no problem of its own to show)."""
-    review = report.reviews.select_related("reviewer", "version").order_by("-pk").first()
+    (where the field has no problem of its own to show). `report` comes `with_last_outcomes()`:
+    a draft never signed reads nothing more."""
+    # Annotations the type checker cannot see through get_object_or_404.
+    last_review_id: int | None = report.last_review_id  # type: ignore[attr-defined]
+    last_submission_state: str | None = report.last_submission_state  # type: ignore[attr-defined]
+    review = None
+    if last_review_id is not None:
+        review = Review.objects.select_related("reviewer", "version").get(pk=last_review_id)
     preview = {**preview, "last_review": review}
+    if last_submission_state != SubmissionState.RETURNED:
+        return {**preview, "returned": None}
     latest = report.submissions.defer("pdf", "payload").order_by("-created_at", "-pk").first()
     if latest is None or latest.state != SubmissionState.RETURNED:
         return {**preview, "returned": None}
@@ -381,16 +418,19 @@ def report_history(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
 
 @require_POST
 @role_required("compose_report")
-def report_restore(request: HtmxHttpRequest, report_id: int, number: int) -> HttpResponse:
+def report_restore(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    """Restores the version named by the pressed button (`number`) as a new version. One form
+    serves the whole history table, so the page carries one CSRF token, not one per row."""
     report = _own_report(request, report_id)
     try:
+        number = int(request.POST.get("number", ""))
         version = services.restore_version(
             report_id=report.pk,
             author=request.user,
             number=number,
             base_version=int(request.POST.get("base_version") or 0),
         )
-    except ReportVersion.DoesNotExist:
+    except (ValueError, ReportVersion.DoesNotExist):
         raise Http404("No such version") from None
     except services.DraftConflict as exc:
         return redirect_after_post(

@@ -266,11 +266,31 @@ def test_an_old_version_is_restored_as_a_new_one(clinician_client, report):
     clinician_client.post(edit_url(report), form_data(1, conclusion="First."))
     clinician_client.post(edit_url(report), form_data(2, conclusion="Second."))
 
-    clinician_client.post(reverse("reports:restore", args=[report.pk, 2]), {"base_version": 3})
+    clinician_client.post(
+        reverse("reports:restore", args=[report.pk]), {"number": 2, "base_version": 3}
+    )
 
     report.refresh_from_db()
     assert report.head == 4
     assert report.versions.get(number=4).content["conclusion"] == "First."
+
+
+def test_the_history_restores_through_one_form_and_refuses_a_missing_version(
+    clinician_client, report
+):
+    clinician_client.post(edit_url(report), form_data(1, conclusion="First."))
+    clinician_client.post(edit_url(report), form_data(2, conclusion="Second."))
+    page = clinician_client.get(reverse("reports:history", args=[report.pk])).content.decode()
+    assert page.count('id="restore-form"') == 1
+    assert page.count("csrfmiddlewaretoken") == 2  # the restore form's and the sign-out form's
+    assert re.findall(r'form="restore-form" name="number" value="(\d+)"', page) == ["2", "1"]
+
+    url = reverse("reports:restore", args=[report.pk])
+    for number in ("", "x", "9"):
+        response = clinician_client.post(url, {"number": number, "base_version": 3})
+        assert response.status_code == 404, number
+    report.refresh_from_db()
+    assert report.head == 3
 
 
 def test_my_drafts_lists_only_my_drafts_newest_first(clinician_client, clinician, report):
