@@ -1,5 +1,6 @@
-"""Security events into the audit trail (RELIABILITY AU-05): sign-ins, failures, sign-outs;
-and the sign-in time the 12-hour session limit counts from (SES-01).
+"""Security events into the audit trail (RELIABILITY AU-05): sign-ins, failures, sign-outs and
+lockouts (lockouts also alert the administrators, AC-05); and the sign-in time the 12-hour
+session limit counts from (SES-01).
 
 Signals are the only hook Django's authentication offers for these; no business flow runs here.
 """
@@ -8,13 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from reports import audit
+from reports import audit, outbox
 from reports.middleware import SESSION_SIGNED_IN_KEY, signed_in_now
 
 
@@ -52,3 +55,30 @@ def record_failed_sign_in(
             username=str(credentials.get("username", ""))[:150],
             ip=_client_ip(request),
         )
+
+
+@receiver(user_locked_out)
+def record_lockout(
+    sender: Any, request: HttpRequest, username: str, ip_address: str, **kwargs: Any
+) -> None:
+    """A username locked after too many wrong passwords: audited, and the administrators
+    alerted at once (row, ERROR log, mail), so an attack on an account is seen while it runs.
+
+    django-axes sends this signal again for every attempt refused while the lock lasts; only the
+    failure that locks is recorded. That is the one on which axes has just counted the failures
+    (`axes_failures_since_start`, None on a request it refused unread)."""
+    if getattr(request, "axes_failures_since_start", None) is None:
+        return
+    with transaction.atomic():
+        event = audit.record(
+            "auth.locked_out", actor=None, username=str(username or "")[:150], ip=ip_address or ""
+        )
+    # The alert is logged and mailed, so it names the audit event, not the username or address
+    # (logs carry ids only, RELIABILITY SEC-02; axes masks both in its own lines too).
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    outbox.raise_alert(
+        "auth.locked_out",
+        f"An account was locked for {minutes} minutes after {settings.AXES_FAILURE_LIMIT} wrong "
+        f"passwords; audit event {event.seq} names it and the address. The lock lifts on its "
+        "own; `manage.py axes_reset_username` lifts it sooner (docs/operations.md).",
+    )

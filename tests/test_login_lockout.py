@@ -16,7 +16,7 @@ from django.test import Client
 from django.urls import reverse
 
 from reports import services
-from reports.models import AuditEvent, Signature
+from reports.models import Alert, AuditEvent, Signature
 from reports.sandbox.seed import FIXED_PATIENT_ID
 from tests.conftest import PASSWORD
 
@@ -105,6 +105,39 @@ def test_attempts_while_locked_out_are_audited_as_failed_sign_ins(client, clinic
     failures = AuditEvent.objects.filter(action="auth.sign_in_failed")
     assert failures.count() == 6
     assert not AuditEvent.objects.filter(action="auth.signed_in").exists()
+
+
+def test_a_lockout_is_audited_and_alerted_once_however_often_the_locked_name_is_tried(
+    client, clinician, mailoutbox, settings
+):
+    settings.ADMINS = ["lab-it@example.org"]
+    fail_to_sign_in(client, "clinician", 4)
+    assert not Alert.objects.exists()
+
+    fail_to_sign_in(client, "clinician", 1)  # the fifth failure locks
+    for _ in range(3):
+        sign_in(client, "clinician", PASSWORD)  # refused while locked
+    fail_to_sign_in(Client(), "clinician", 2)
+
+    (lockout,) = AuditEvent.objects.filter(action="auth.locked_out")
+    assert lockout.details == {"username": "clinician", "ip": "127.0.0.1"}
+    alert = Alert.objects.get()
+    assert alert.kind == "auth.locked_out"
+    assert f"audit event {lockout.seq} names it" in alert.message
+    assert "15 minutes" in alert.message
+    # Logged and mailed: ids only, never the name tried, the address or a password.
+    for secret in ("clinician", "127.0.0.1", PASSWORD):
+        assert secret not in alert.message
+    assert [mail.subject for mail in mailoutbox] == ["[Django] ClinikUI alert: auth.locked_out"]
+
+
+def test_a_name_locked_again_after_the_lock_lifted_alerts_again(client, clinician):
+    fail_to_sign_in(client, "clinician", 5)
+    move_attempts_back(timedelta(minutes=16))
+
+    fail_to_sign_in(client, "clinician", 5)
+
+    assert Alert.objects.filter(kind="auth.locked_out").count() == 2
 
 
 def test_wrong_signing_passwords_count_towards_the_same_lockout(clinician_client, clinician):
