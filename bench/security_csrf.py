@@ -96,7 +96,7 @@ def build_objects() -> dict[str, Any]:
     from django.contrib.auth.models import Group, User
     from django.test import RequestFactory
 
-    from reports import outbox, services, workflow
+    from reports import alerts, outbox, services, workflow
     from reports.models import Report, ReportState, Submission
     from reports.payload import LOINC, SNOMED_CT, CodedConcept, ReportContent
     from reports.roles import CLINICIAN, SUPERVISOR, ensure_roles
@@ -184,7 +184,7 @@ def build_objects() -> dict[str, Any]:
     released.refresh_from_db()
     if released.state != ReportState.RELEASED:
         raise RuntimeError(f"the released report is {released.state}")
-    outbox.raise_alert("bench", "An alert for the admin's resolve action.")
+    alerts.raise_alert("bench", "An alert for the admin's resolve action.")
     return {
         "people": people,
         "draft": the_draft,

@@ -11,7 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -51,6 +51,23 @@ def record(
     head.seq, head.hash = event.seq, event.hash
     head.save(update_fields=["seq", "hash"])
     return event
+
+
+def record_once(
+    action: str, *, actor: User | None, within: timedelta, same: str, **details: Any
+) -> AuditEvent | None:
+    """Append the event unless one with the same action and the same `details[same]` was
+    appended in the last `within` (database clock); returns the event, or None if it was not
+    appended. The check holds the chain's lock, so two requests racing cannot both append."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("audit events are written in the transaction of their change")
+    AuditHead.objects.select_for_update().get_or_create(pk=1)
+    recent = AuditEvent.objects.filter(
+        action=action, at__gte=Now() - within, **{f"details__{same}": details[same]}
+    )
+    if recent.exists():
+        return None
+    return record(action, actor=actor, **details)
 
 
 def chain_hash(prev_hash: str, event: AuditEvent) -> str:

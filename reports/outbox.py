@@ -40,12 +40,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import mail_admins
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from reports import amendments, audit, clinikapi, services, signed_documents, signing
+from reports.alerts import raise_alert
 from reports.models import (
     WAITING_STATES,
     Alert,
@@ -918,17 +918,6 @@ def _summary(lab: clinikapi.Lab) -> dict[str, Any]:
         "createdAt": lab.created_at.isoformat() if lab.created_at else None,
         "updatedAt": lab.updated_at.isoformat() if lab.updated_at else None,
     }
-
-
-def raise_alert(kind: str, message: str, *, submission: Submission | None = None) -> Alert:
-    """Record an alert for administrators, log it at ERROR and mail the site's ADMINS."""
-    alert = Alert.objects.create(kind=kind, message=message, submission=submission)
-    logger.error("Alert %s: %s", kind, message)
-    try:
-        mail_admins(f"ClinikUI alert: {kind}", message)
-    except Exception:  # mail being down must not stop the worker; the alert row and log remain
-        logger.exception("Could not mail the administrators about alert %s", kind)
-    return alert
 
 
 def resume_sending() -> int:

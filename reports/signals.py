@@ -9,16 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from axes.signals import user_locked_out
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.db import transaction
+from django.db.models.functions import Now
 from django.dispatch import receiver
 from django.http import HttpRequest
 
-from reports import audit, outbox
+from reports import audit
+from reports.alerts import raise_alert
 from reports.middleware import SESSION_SIGNED_IN_KEY, signed_in_now
+from reports.models import Alert
+
+LOCKOUT_ALERT = "auth.locked_out"
 
 
 def _client_ip(request: HttpRequest | None) -> str:
@@ -55,30 +59,40 @@ def record_failed_sign_in(
             username=str(credentials.get("username", ""))[:150],
             ip=_client_ip(request),
         )
+    if request is not None and getattr(request, "axes_locked_out", False):
+        _record_lockout(str(credentials.get("username", ""))[:150], _client_ip(request))
 
 
-@receiver(user_locked_out)
-def record_lockout(
-    sender: Any, request: HttpRequest, username: str, ip_address: str, **kwargs: Any
-) -> None:
-    """A username locked after too many wrong passwords: audited, and the administrators
-    alerted at once (row, ERROR log, mail), so an attack on an account is seen while it runs.
+def _record_lockout(username: str, ip: str) -> None:
+    """The name tried is locked (RELIABILITY AC-05): audited once per lock, after the failure
+    that locked it, and alerted to the administrators (row, ERROR log, mail).
 
-    django-axes sends this signal again for every attempt refused while the lock lasts; only the
-    failure that locks is recorded. That is the one on which axes has just counted the failures
-    (`axes_failures_since_start`, None on a request it refused unread)."""
-    if getattr(request, "axes_failures_since_start", None) is None:
-        return
+    django-axes has marked the request locked by the time this runs, both on the failure that
+    locks and on every attempt it refuses while the lock lasts; a lock lasts the cool-off time
+    from its last counted failure, so one lockout event per name per cool-off is one per lock.
+    Alerts are at most one per cool-off in all: names that are no account lock the same way,
+    and five guesses must not buy a mail each. The audit trail lists every lockout."""
+    cool_off = settings.AXES_COOLOFF_TIME
     with transaction.atomic():
-        event = audit.record(
-            "auth.locked_out", actor=None, username=str(username or "")[:150], ip=ip_address or ""
+        event = audit.record_once(
+            "auth.locked_out",
+            actor=None,
+            within=cool_off,
+            same="username",
+            username=username,
+            ip=ip,
         )
-    # The alert is logged and mailed, so it names the audit event, not the username or address
-    # (logs carry ids only, RELIABILITY SEC-02; axes masks both in its own lines too).
-    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
-    outbox.raise_alert(
-        "auth.locked_out",
-        f"An account was locked for {minutes} minutes after {settings.AXES_FAILURE_LIMIT} wrong "
-        f"passwords; audit event {event.seq} names it and the address. The lock lifts on its "
-        "own; `manage.py axes_reset_username` lifts it sooner (docs/operations.md).",
-    )
+        if event is None:
+            return
+        if Alert.objects.filter(kind=LOCKOUT_ALERT, created_at__gte=Now() - cool_off).exists():
+            return
+        # Logged and mailed: it names the audit event, not the username or the address (logs
+        # carry ids only, RELIABILITY SEC-02; axes masks both in its own lines too).
+        minutes = int(cool_off.total_seconds() // 60)
+        raise_alert(
+            LOCKOUT_ALERT,
+            f"A sign-in name was locked for {minutes} minutes after {settings.AXES_FAILURE_LIMIT} "
+            f"wrong passwords; audit event {event.seq} names it and the address. Later lockouts "
+            f"in the next {minutes} minutes are in the audit trail only (auth.locked_out). The "
+            "lock lifts on its own; `manage.py axes_reset_username` lifts it sooner.",
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from reports import outbox
+from reports import alerts
 from reports.models import Alert, AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_resolving_an_alert_is_audited(admin_client, admin_user):
 
 def test_an_alert_is_mailed_to_the_administrators(settings, mailoutbox):
     settings.ADMINS = ["lab-it@example.org"]
-    outbox.raise_alert("transmission.quota", "ClinikAPI's quota is used up.")
+    alerts.raise_alert("transmission.quota", "ClinikAPI's quota is used up.")
     (message,) = mailoutbox
     assert message.to == ["lab-it@example.org"]
     assert "transmission.quota" in message.subject
