@@ -294,8 +294,8 @@ def _composer_context(
     # What the form shows: the posted values when it is re-shown with errors, else the saved.
     report_code = str(form["report_code"].value() or "")
     chosen_codes = [str(code) for code in form["conclusion_codes"].value() or ()]
-    # The saved version names its codes as they will be sent; only codes posted since (a form
-    # shown again with errors) are looked up.
+    # The saved version names its codes (the names they were chosen with, which the next save
+    # looks up again); only codes posted since (a form shown again with errors) are looked up.
     displays = _saved_displays(saved)
     if (report_code and ("loinc", report_code) not in displays) or any(
         ("snomed", code) not in displays for code in chosen_codes
