@@ -1,11 +1,19 @@
-"""Changing a released report: amend, correct, append, or cancel it (DESIGN "lifecycle").
+"""Changing a released report: amend, correct, append, complete or cancel it (DESIGN
+"lifecycle").
 
 A released report never changes in place. An amendment starts a new draft version from the
 released one, with its kind and reason recorded; the new version is signed (and reviewed, if
 `CLINIKUI_AMENDMENTS_NEED_REVIEW`) like any report and then sent as `PATCH /v1/labs/{id}` with
 the new status and the complete new lists (CONTRACT §11.4). The released version, its
-signatures and its signed PDF stay as they were. A cancellation is the same path without the
-editing: reason and password, then `PATCH` with status `cancelled`.
+signatures and its signed PDF stay as they were.
+
+A completion is the same path for a report released early (registered, partial, preliminary):
+its new version has status `final`, may be signed unchanged (the preliminary result confirmed),
+is signed "authored" and reviewed like any final report (`CLINIKUI_REVIEW_REQUIRED`), and
+completes the one ClinikAPI report instead of leaving a second one for the same order.
+
+A cancellation is the same path without the editing: reason and password, then `PATCH` with
+status `cancelled`.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from reports.models import (
 )
 from reports.payload import (
     AMENDMENT_STATUSES,
+    EARLY_STATUSES,
     FIELD_LABELS,
     Problem,
     ReportContent,
@@ -76,6 +85,12 @@ def released_submission(report: Report) -> Submission | None:
     )
 
 
+def is_early_release(released: Submission | None) -> bool:
+    """Whether the release ClinikAPI holds (`released_submission`) went out before its results
+    were complete (registered, partial, preliminary): such a report is completed as final."""
+    return released is not None and released.version.content.get("status") in EARLY_STATUSES
+
+
 def report_problems(report: Report, content: ReportContent) -> list[Problem]:
     """Everything that stops `content` from being signed for this report, at its fields."""
     return problems_for(content, open_amendment(report) if report.remote_id else None)
@@ -85,8 +100,10 @@ def problems_for(content: ReportContent, amendment: Amendment | None) -> list[Pr
     if amendment is None:
         return check_payload(content)
     released = ReportContent.from_json(amendment.released_version.content)
+    # The status is the amendment's own (a completion's is final): nothing else can be signed.
+    status = amendment.status
     return [
-        *check_payload(content, statuses={amendment.kind: amendment.get_kind_display()}),
+        *check_payload(content, statuses={status: diffs.STATUS_LABELS[status]}),
         *amendment_problems(amendment.kind, released, content),
     ]
 
@@ -112,7 +129,9 @@ def amendment_problems(kind: str, released: ReportContent, content: ReportConten
     if kind == Amendment.Kind.APPENDED:
         problems.extend(_appended_problems(released, content))
     unchanged = (content.to_json() | {"status": released.status}) == released.to_json()
-    if kind != Amendment.Kind.CANCELLED and unchanged:
+    # A completion may confirm the early release as it stands; only its status changes then.
+    may_stay = (Amendment.Kind.CANCELLED, Amendment.Kind.COMPLETION)
+    if kind not in may_stay and unchanged:
         problems.append(Problem("report", "The amendment does not change anything yet."))
     return problems
 
@@ -173,12 +192,55 @@ def start_amendment(
     """
     if kind not in AMENDMENT_STATUSES:
         raise AmendmentRefused("Choose amended, corrected or appended.")
+    if reason == Amendment.Reason.RESULTS_COMPLETE:
+        raise AmendmentRefused("Complete the report as final to give this reason.")
+    return _start(report_id, user, kind, reason, explanation, version_kind=VersionKind.AMENDMENT)
+
+
+def start_completion(*, report_id: int, user: User, explanation: str) -> Amendment:
+    """A new draft version of a report released early, with status `final`, to complete it.
+
+    Its results, conclusion, codes, files and practitioners may change or stay as released;
+    what an amendment may not change stays locked. Only the author completes, and only a report
+    whose release ClinikAPI holds is registered, partial or preliminary. Raises AmendmentRefused.
+    """
+    return _start(
+        report_id,
+        user,
+        Amendment.Kind.COMPLETION,
+        Amendment.Reason.RESULTS_COMPLETE,
+        explanation,
+        version_kind=VersionKind.COMPLETION,
+    )
+
+
+def _start(
+    report_id: int,
+    user: User,
+    kind: str,
+    reason: str,
+    explanation: str,
+    *,
+    version_kind: VersionKind,
+) -> Amendment:
+    is_completion = kind == Amendment.Kind.COMPLETION
     with transaction.atomic():
         report = Report.objects.select_for_update().get(pk=report_id)
         if report.author_id != user.pk:
-            raise AmendmentRefused("Only the author of a report can amend it.")
+            raise AmendmentRefused(
+                "Only the author of a report can complete it as final."
+                if is_completion
+                else "Only the author of a report can amend it."
+            )
+        if is_completion:
+            status = _released_version(report).content.get("status")
+            if status not in EARLY_STATUSES:
+                raise AmendmentRefused(
+                    f"This report was released as {status}; only a registered, partial or "
+                    "preliminary report is completed as final. Amend it instead."
+                )
         amendment, version = _begin(
-            report, user, kind, reason, explanation, version_kind=VersionKind.AMENDMENT
+            report, user, kind, reason, explanation, version_kind=version_kind
         )
         report.state = ReportState.DRAFT
         report.head = version.number
@@ -192,12 +254,14 @@ def start_amendment(
             kind=kind,
             reason=reason,
             released_version=amendment.released_version.number,
+            released_status=amendment.released_version.content.get("status"),
         )
     return amendment
 
 
-def discard_amendment(*, report_id: int, user: User) -> None:
-    """Give up an amendment that was not signed yet: the report is as released again."""
+def discard_amendment(*, report_id: int, user: User) -> Amendment:
+    """Give up an amendment (or completion) that was not signed yet: the report is as released
+    again. Returns the amendment discarded. Raises AmendmentRefused."""
     with transaction.atomic():
         report = Report.objects.select_for_update().get(pk=report_id)
         amendment = open_amendment(report)
@@ -221,6 +285,7 @@ def discard_amendment(*, report_id: int, user: User) -> None:
             version=amendment.released_version.number,
             kind=amendment.kind,
         )
+    return amendment
 
 
 def cancel_report(
@@ -335,7 +400,7 @@ def _begin(
         released_version=released,
         started_by=user,
     )
-    content = released.content | {"status": kind}
+    content = released.content | {"status": amendment.status}
     return amendment, _new_version(report, content, kind=version_kind, user=user)
 
 
@@ -343,7 +408,7 @@ def _released_version(report: Report) -> ReportVersion:
     if report.state != ReportState.RELEASED or not report.remote_id:
         raise AmendmentRefused(
             f"This report is {report.get_state_display().lower()}; only a released report "
-            "can be amended or cancelled."
+            "can be amended, completed or cancelled."
         )
     submission = released_submission(report)
     if submission is None:  # released implies a sent submission; refuse rather than guess

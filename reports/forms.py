@@ -13,6 +13,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from reports.clinikapi import Practitioner
+from reports.diffs import STATUS_LABELS
 from reports.middleware import is_known_time_zone
 from reports.models import Amendment
 from reports.payload import (
@@ -144,9 +145,10 @@ class ReportForm(forms.Form):
             # a disabled field ignores what is posted and takes `initial`, the saved version.
             for name in ("encounter", "report_code", "category", "status", "specimens"):
                 self.fields[name].disabled = True
+            # The status is the amendment's own; a completion's is final.
             status = self.fields["status"]
             assert isinstance(status, forms.ChoiceField)
-            status.choices = [(amendment.kind, amendment.get_kind_display())]
+            status.choices = [(amendment.status, STATUS_LABELS[amendment.status])]
 
     def full_clean(self) -> None:
         # Read the times in the zone the page showed them in, even if the browser has reported

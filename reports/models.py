@@ -72,6 +72,17 @@ class ReportQuerySet(models.QuerySet["Report"]):
             head_content=Subquery(head.values("content")[:1], output_field=models.JSONField())
         )
 
+    def with_open_amendment(self) -> ReportQuerySet:
+        """Adds `open_amendment_kind` and `amended_version` (the released version it starts
+        from), each None without an open amendment, in the same query (no N+1)."""
+        open_amendments = Amendment.objects.filter(
+            report=OuterRef("pk"), released_at__isnull=True, discarded_at__isnull=True
+        ).order_by()
+        return self.annotate(
+            open_amendment_kind=Subquery(open_amendments.values("kind")[:1]),
+            amended_version=Subquery(open_amendments.values("released_version__number")[:1]),
+        )
+
 
 class Report(models.Model):
     """One diagnostic report as ClinikUI keeps it; what it says lives in its versions."""
@@ -129,6 +140,7 @@ class VersionKind(models.TextChoices):
     RESTORED = "restored", "Restored"
     CONFLICT = "conflict", "Kept from a conflicting edit"
     AMENDMENT = "amendment", "Amendment started from the released version"
+    COMPLETION = "completion", "Completion as final started from the released version"
     CANCELLATION = "cancellation", "Cancellation"
 
 
@@ -288,7 +300,8 @@ class Review(models.Model):
 
 
 class Amendment(models.Model):
-    """A change to a released report, or its cancellation, with the reason (CLIA 493.1291(k)).
+    """A change to a released report, its completion as final, or its cancellation, with the
+    reason (CLIA 493.1291(k)).
 
     Started from the released version, which stays as it was with its signatures; the new
     content is a new draft version that is signed (and, by setting, reviewed) and then sent as
@@ -300,6 +313,8 @@ class Amendment(models.Model):
         AMENDED = "amended", "Amended"
         CORRECTED = "corrected", "Corrected"
         APPENDED = "appended", "Appended"
+        # An early release (registered, partial, preliminary) completed as the final report.
+        COMPLETION = "completion", "Completion as final"
         CANCELLED = "cancelled", "Cancelled"
 
     class Reason(models.TextChoices):
@@ -307,6 +322,8 @@ class Amendment(models.Model):
         SPECIMEN = "specimen", "Specimen problem"
         INTERPRETATION = "interpretation", "Interpretation"
         REPORT_DEFECT = "report_defect", "Report defect"
+        # Only a completion's, and a completion has no other.
+        RESULTS_COMPLETE = "results_complete", "Results complete"
         OTHER = "other", "Other"
 
     report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="amendments")
@@ -342,6 +359,15 @@ class Amendment(models.Model):
     @property
     def is_open(self) -> bool:
         return self.released_at is None and self.discarded_at is None
+
+    @property
+    def is_completion(self) -> bool:
+        return self.kind == self.Kind.COMPLETION
+
+    @property
+    def status(self) -> str:
+        """The status its version is sent with: the kind itself, but `final` for a completion."""
+        return "final" if self.is_completion else str(self.kind)
 
 
 class Notification(models.Model):

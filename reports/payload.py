@@ -31,6 +31,9 @@ DRAFT_STATUSES: Final = {
     "preliminary": "Preliminary",
     "final": "Final",
 }
+# Statuses of a report released before its results are complete (FHIR R4: registered → partial →
+# preliminary → final). Such a release is completed as `final` later, not amended.
+EARLY_STATUSES: Final = ("registered", "partial", "preliminary")
 # The statuses an amendment of a released report is sent with (CONTRACT §11.4, FHIR R4).
 AMENDMENT_STATUSES: Final = {
     "amended": "Amended",

@@ -1,4 +1,4 @@
-"""The forms of the release steps: signing, reviewing, amending and cancelling."""
+"""The forms of the release steps: signing, reviewing, amending, completing and cancelling."""
 
 from __future__ import annotations
 
@@ -34,18 +34,24 @@ class ReturnForm(forms.Form):
     version = forms.IntegerField(widget=forms.HiddenInput, min_value=1)
 
 
+def _explanation_field(label: str, help_text: str = "") -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=2000,
+        help_text=help_text,
+    )
+
+
 def _reason_fields(label: str, help_text: str = "") -> tuple[forms.ChoiceField, forms.CharField]:
-    """The coded reason (CLIA 493.1291(k)) and the free text that says what happened."""
+    """The coded reason (CLIA 493.1291(k)) and the free text that says what happened. "Results
+    complete" is a completion's alone (CompleteForm), so it is not offered here."""
+    reasons = [c for c in Amendment.Reason if c != Amendment.Reason.RESULTS_COMPLETE]
     return (
         forms.ChoiceField(
-            label="Reason", choices=[("", "—"), *[(c.value, c.label) for c in Amendment.Reason]]
+            label="Reason", choices=[("", "—"), *[(c.value, c.label) for c in reasons]]
         ),
-        forms.CharField(
-            label=label,
-            widget=forms.Textarea(attrs={"rows": 3}),
-            max_length=2000,
-            help_text=help_text,
-        ),
+        _explanation_field(label, help_text),
     )
 
 
@@ -64,6 +70,17 @@ class AmendForm(forms.Form):
     reason, explanation = _reason_fields(
         "Explain the change",
         help_text="Shown in the report's timeline, to the reviewer, and in the signed PDF.",
+    )
+
+
+class CompleteForm(forms.Form):
+    """Completing an early release as final: the reason is fixed ("Results complete"), so only
+    what happened is asked."""
+
+    explanation = _explanation_field(
+        "What completes the report",
+        help_text="For example “All results in”. Shown in the report's timeline, to the "
+        "reviewer, and in the signed PDF.",
     )
 
 

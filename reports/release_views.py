@@ -28,7 +28,14 @@ from reports.models import (
     SubmissionAttempt,
 )
 from reports.payload import DRAFT_STATUSES, ReportContent
-from reports.release_forms import AmendForm, BatchVerifyForm, CancelForm, ReturnForm, SignForm
+from reports.release_forms import (
+    AmendForm,
+    BatchVerifyForm,
+    CancelForm,
+    CompleteForm,
+    ReturnForm,
+    SignForm,
+)
 from reports.roles import has_role_permission, role_required
 from reports.timeline import timeline
 from reports.views import HtmxHttpRequest
@@ -105,6 +112,7 @@ def report_sign(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         "problems": amendments.problems_for(content, amendment),
         "payload_json": _shown(amendments.preview_body(content, amendment)),
         "amendment": amendment,
+        "meaning": workflow.signature_meaning(content),
         "needs_review": workflow.needs_review(content),
         "is_stale": version.number != report.head,
     }
@@ -135,6 +143,7 @@ def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     entries, autosaves = timeline(report, signatures=signatures)
     is_author = report.author_id == request.user.pk
     is_released = report.state == ReportState.RELEASED
+    latest_sent = amendments.released_submission(report)
     context = {
         "report": report,
         "head": report.versions.get(number=report.head),
@@ -144,8 +153,11 @@ def report_release(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
         "autosaves": autosaves,
         "amendment": amendments.open_amendment(report) if report.remote_id else None,
         # Earlier releases stay readable, marked as superseded (RELIABILITY REC-03).
-        "latest_sent": amendments.released_submission(report),
+        "latest_sent": latest_sent,
         "can_amend": is_released and is_author,
+        # An early release (registered, partial, preliminary) is completed as final, not
+        # written again (reports.amendments checks it again).
+        "can_complete": is_released and is_author and amendments.is_early_release(latest_sent),
         "can_cancel": is_released and _may_cancel(request, report),
     }
     return render(request, "reports/report_release.html", context)
@@ -191,16 +203,59 @@ def report_amend(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     return render(request, "reports/report_amend.html", context, status=status)
 
 
+@require_http_methods(["GET", "POST"])
+@never_cache
+@role_required("compose_report")
+def report_complete(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
+    """Complete one's own early release as final: what completes it, then the composer."""
+    report = get_object_or_404(Report.objects.for_author(request.user), pk=report_id)
+    form = CompleteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            amendments.start_completion(
+                report_id=report.pk,
+                user=request.user,
+                explanation=form.cleaned_data["explanation"],
+            )
+        except amendments.AmendmentRefused as exc:
+            report.refresh_from_db()
+            amendment = amendments.open_amendment(report)
+            if report.state == ReportState.DRAFT and amendment and amendment.is_completion:
+                # A second click of the same form: the completion is already open.
+                return _see_other("reports:edit", report.pk)
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                "Completion started from the released version, with status final. Change what "
+                "the complete results need, or nothing; sign when it is the final report.",
+            )
+            return _see_other("reports:edit", report.pk)
+    released = amendments.released_submission(report)
+    is_completable = report.state == ReportState.RELEASED and amendments.is_early_release(released)
+    if request.method == "GET" and not is_completable:
+        return redirect("reports:release", report.pk)
+    status = 422 if request.method == "POST" else 200
+    context = {
+        "report": report,
+        "form": form,
+        "released": released.version if released else None,
+        "reviewed": settings.CLINIKUI_REVIEW_REQUIRED,
+    }
+    return render(request, "reports/report_complete.html", context, status=status)
+
+
 @require_POST
 def amendment_discard(request: HtmxHttpRequest, report_id: int) -> HttpResponse:
     """Its author or a supervisor gives up an unsigned amendment (reports.amendments checks)."""
     report = _visible_report(request, report_id)
     try:
-        amendments.discard_amendment(report_id=report.pk, user=request.user)
+        amendment = amendments.discard_amendment(report_id=report.pk, user=request.user)
     except amendments.AmendmentRefused as exc:
         messages.error(request, str(exc))
     else:
-        messages.success(request, "Amendment discarded. The report is as it was released.")
+        what = "Completion" if amendment.is_completion else "Amendment"
+        messages.success(request, f"{what} discarded. The report is as it was released.")
     return _see_other("reports:release", report.pk)
 
 
@@ -288,11 +343,13 @@ def review_queue(request: HtmxHttpRequest) -> HttpResponse:
         Report.objects.filter(state=ReportState.AWAITING_REVIEW)
         .select_related("author")
         .with_head_content()
+        .with_open_amendment()
         .order_by("updated_at", "pk")
     )
     context = {
         "reports": reports,
-        # Amendments are verified one at a time, on their own page with their changes.
+        # Amendments and completions are verified one at a time, on their own page with their
+        # changes (workflow.verify_many refuses them too).
         "batch_statuses": DRAFT_STATUSES,
         "form": form,
         "outcomes": [(Report(pk=outcome.report_id).number, outcome) for outcome in outcomes],

@@ -111,7 +111,8 @@ def document_for(
 
 
 def _changes(submission: Submission, content: ReportContent) -> ChangeSection | None:
-    """For an amendment or a cancellation: what changed since the released version, and why."""
+    """For an amendment, a completion or a cancellation: what changed since the released
+    version, and why."""
     amendment = (
         Amendment.objects.select_related("released_version")
         .filter(version=submission.version_id)
@@ -129,6 +130,7 @@ def _changes(submission: Submission, content: ReportContent) -> ChangeSection | 
             for change in diffs.compare(released, content)
             if change.field != "status"
         ),
+        completes_status=released.status if amendment.is_completion else "",
     )
 
 

@@ -79,6 +79,8 @@ class ChangeSection:
     kind: str
     reason: str
     changes: tuple[tuple[str, str, str], ...] = ()
+    # For a completion as final: the status of the early release it completes ("preliminary").
+    completes_status: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,6 +99,10 @@ def timeline(
                 "review",
             )
         )
+    amendments = list(
+        Amendment.objects.filter(report=report).select_related("started_by", "released_version")
+    )
+    completions = {a.version_id: a for a in amendments if a.is_completion and a.version_id}
     submissions = (
         Submission.objects.filter(report=report).select_related("version").defer("pdf", "payload")
     )
@@ -108,12 +112,16 @@ def timeline(
             Entry(submission.created_at, "Queued for ClinikAPI", version=number, kind="release")
         )
         if submission.state == SubmissionState.SENT and submission.sent_at:
+            if submission.operation == Submission.Operation.CREATE:
+                what = "Released to ClinikAPI"
+            elif (completion := completions.get(submission.version_id)) is not None:
+                what = f"Final report released to ClinikAPI (PATCH): {_completes(completion)}"
+            else:
+                what = "Update released to ClinikAPI (PATCH)"
             entries.append(
                 Entry(
                     submission.sent_at,
-                    "Released to ClinikAPI"
-                    if submission.operation == Submission.Operation.CREATE
-                    else "Update released to ClinikAPI (PATCH)",
+                    what,
                     detail=f"ClinikAPI id {submission.remote_id}",
                     version=number,
                     kind="release",
@@ -129,36 +137,40 @@ def timeline(
                     kind="release",
                 )
             )
-    amendments = Amendment.objects.filter(report=report).select_related(
-        "started_by", "released_version"
-    )
     for amendment in amendments:
+        if amendment.kind == Amendment.Kind.CANCELLED:
+            started = f"Cancellation of released version {amendment.released_version.number}"
+            discarded = "Cancellation refused by ClinikAPI"
+        elif amendment.is_completion:
+            started = f"Completion as final started: {_completes(amendment)}"
+            discarded = "Completion discarded"
+        else:
+            started = (
+                f"Amendment started ({amendment.get_kind_display().lower()}) from "
+                f"released version {amendment.released_version.number}"
+            )
+            discarded = "Amendment discarded"
         entries.append(
             Entry(
                 amendment.started_at,
-                f"Cancellation of released version {amendment.released_version.number}"
-                if amendment.kind == Amendment.Kind.CANCELLED
-                else f"Amendment started ({amendment.get_kind_display().lower()}) from "
-                f"released version {amendment.released_version.number}",
+                started,
                 _name(amendment.started_by),
                 f"{amendment.get_reason_display()}: {amendment.explanation}",
                 kind="amendment",
             )
         )
         if amendment.discarded_at:
-            entries.append(
-                Entry(
-                    amendment.discarded_at,
-                    "Cancellation refused by ClinikAPI"
-                    if amendment.kind == Amendment.Kind.CANCELLED
-                    else "Amendment discarded",
-                    kind="amendment",
-                )
-            )
+            entries.append(Entry(amendment.discarded_at, discarded, kind="amendment"))
     # Steps taken in one transaction share the database's clock reading (PostgreSQL's now() is
     # the transaction's start): within one instant, list them in the order they happen.
     entries.sort(key=lambda entry: (entry.at, _ORDER.get(entry.kind, 9)))
     return entries, autosaves
+
+
+def _completes(amendment: Amendment) -> str:
+    """ "completes preliminary version 2": the early release a completion makes final."""
+    released = amendment.released_version
+    return f"completes {released.content.get('status', 'released')} version {released.number}"
 
 
 def _name(user: User) -> str:

@@ -40,6 +40,7 @@ urlpatterns = [
     path("reports/<int:report_id>/sign/", release_views.report_sign, name="sign"),
     path("reports/<int:report_id>/release/", release_views.report_release, name="release"),
     path("reports/<int:report_id>/amend/", release_views.report_amend, name="amend"),
+    path("reports/<int:report_id>/complete/", release_views.report_complete, name="complete"),
     path(
         "reports/<int:report_id>/amend/discard/",
         release_views.amendment_discard,

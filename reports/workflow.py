@@ -62,11 +62,20 @@ class SignResult:
 
 
 def needs_review(content: ReportContent) -> bool:
-    """Whether a supervisor verifies this report before it is released: a final report, and
-    an amendment of a released one, each by its own setting. A cancellation is not reviewed."""
+    """Whether a supervisor verifies this report before it is released: a final report (a new
+    one, or the completion of an early release), and an amendment of a released one, each by
+    its own setting. A cancellation is not reviewed."""
     if content.status in AMENDMENT_STATUSES:
         return bool(settings.CLINIKUI_AMENDMENTS_NEED_REVIEW)
     return bool(settings.CLINIKUI_REVIEW_REQUIRED) and content.status == "final"
+
+
+def signature_meaning(content: ReportContent) -> SignatureMeaning:
+    """What the author's signature means (DESIGN "Integrity"): an amendment's is "amended"; a
+    report's, a completion's included (it is the final report they write), is "authored"."""
+    if content.status in AMENDMENT_STATUSES:
+        return SignatureMeaning.AMENDED
+    return SignatureMeaning.AUTHORED
 
 
 def new_form_token() -> uuid.UUID:
@@ -143,12 +152,7 @@ def _sign(report: Report, *, signer: User, version_number: int, token: uuid.UUID
             "The report cannot be signed yet: "
             + " ".join(f"{problem.label}: {problem.message}" for problem in problems)
         )
-    # An amendment's signature says so (DESIGN "Integrity": authored / verified / amended).
-    meaning = (
-        SignatureMeaning.AMENDED
-        if content.status in AMENDMENT_STATUSES
-        else SignatureMeaning.AUTHORED
-    )
+    meaning = signature_meaning(content)
     signature = create_signature(version, signer, meaning, token=token)
     audit.record(
         "report.signed",
@@ -325,8 +329,10 @@ def verify_many(
             report = Report.objects.get(pk=report_id)
             _refuse_own_report(report, verifier)
             if report.remote_id and amendments.open_amendment(report):
+                # A completion too: its changes since the early release are read first.
                 raise ReviewRefused(
-                    "An amendment is verified on its own page, after reading its changes."
+                    "An amendment or completion is verified on its own page, after reading its "
+                    "changes."
                 )
             result = _replay(
                 item_token, signer=verifier, report_id=report_id, version_number=version_number

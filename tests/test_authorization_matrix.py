@@ -237,6 +237,11 @@ URLS: dict[str, tuple[Callable[[Objects], str], Expect]] = {
         lambda o: reverse("reports:amend", args=[o.released.pk]),
         {"GET": composer(200, 404), "POST": composer(422, 404)},
     ),
+    # The matrix's released report went out as preliminary, so its author may complete it.
+    "complete": (
+        lambda o: reverse("reports:complete", args=[o.released.pk]),
+        {"GET": composer(200, 404), "POST": composer(422, 404)},
+    ),
     "amendment_discard": (
         lambda o: reverse("reports:amendment_discard", args=[o.released.pk]),
         {"GET": every(405), "POST": every(303, other_clinician=404, admin=404)},

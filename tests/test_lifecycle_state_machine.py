@@ -1,7 +1,8 @@
 """A rule-based property test of the whole report lifecycle (hypothesis).
 
-Random sequences of edit, sign, verify, return, release (the worker), amend, discard, cancel and
-injected ClinikAPI faults, against the sandbox over a real socket, must keep four invariants:
+Random sequences of edit, sign, verify, return, release (the worker), amend, complete as final,
+discard, cancel and injected ClinikAPI faults, against the sandbox over a real socket, must keep
+four invariants:
 
 1. no illegal state: every report's state is one the lifecycle allows, reached by a legal step,
    and consistent with its rows (a released report has a remote id, a cancelled one stays so);
@@ -40,6 +41,7 @@ from hypothesis.stateful import (
 
 from reports import amendments, clinikapi, outbox, services, signing, workflow
 from reports.models import (
+    Amendment,
     AuditEvent,
     Report,
     ReportState,
@@ -191,6 +193,19 @@ class Lifecycle(RuleBasedStateMachine):
             assert Report.objects.get(pk=report_id).state != S.RELEASED
 
     @rule(report_id=reports)
+    def complete(self, report_id: int) -> None:
+        report = Report.objects.get(pk=report_id)
+        try:
+            amendments.start_completion(
+                report_id=report_id, user=self.author, explanation="All results in."
+            )
+        except amendments.AmendmentRefused:
+            # Refused only for what is not an early release ClinikAPI holds.
+            assert report.state != S.RELEASED or not amendments.is_early_release(
+                amendments.released_submission(report)
+            )
+
+    @rule(report_id=reports)
     def discard(self, report_id: int) -> None:
         with contextlib.suppress(amendments.AmendmentRefused):
             amendments.discard_amendment(report_id=report_id, user=self.author)
@@ -331,6 +346,11 @@ def test_random_lifecycles_keep_the_invariants(sandbox_for_machine, settings_fix
     assert {S.RELEASED, S.AWAITING_REVIEW, S.CANCELLED} <= reached
     actions = set(AuditEvent.objects.values_list("action", flat=True))
     assert {"amendment.started", "report.cancellation_signed"} <= actions
+    started = AuditEvent.objects.filter(action="amendment.started")
+    kinds = Counter(details["kind"] for details in started.values_list("details", flat=True))
+    released = Amendment.objects.filter(released_at__isnull=False).values_list("kind", flat=True)
+    print("lifecycle machine, amendments started:", kinds, "released:", Counter(released))
+    assert kinds["completion"] > 0
     assert sum(1 for record in sandbox_for_machine.store.requests if record.fault) >= 5
 
 
