@@ -1,7 +1,8 @@
 """Review and amendment as people do them, in Chromium: a supervisor verifies and the report
 reaches the sandbox as final; an author who is also a supervisor cannot verify their own; an
 amendment, with its diff, ends in a PATCH with status amended, its reason in the timeline and
-in the signed PDF."""
+in the signed PDF; a preliminary release completed as final, unchanged, ends in a PATCH with
+status final."""
 
 from __future__ import annotations
 
@@ -183,3 +184,51 @@ def test_an_amendment_with_its_diff_is_verified_and_patched_as_amended(
     expect(page.locator(f"#submission-{original.pk} .released-content")).to_contain_text(
         "Mild normocytic anaemia."
     )
+
+
+def test_a_preliminary_release_is_completed_as_final_unchanged_and_patched_as_final(
+    page, live_server, clinician, supervisor, sandbox
+):
+    report = draft(clinician, complete_content(status="preliminary"))
+    sign(report, clinician)
+    _send_everything()
+    report.refresh_from_db()
+    assert report.state == ReportState.RELEASED
+
+    sign_in(page, live_server.url, "clinician")
+    page.goto(f"{live_server.url}{reverse('reports:release', args=[report.pk])}")
+    page.get_by_role("link", name="Complete as final…").click()
+    expect(page.locator("#released-status")).to_have_text("preliminary")
+    page.get_by_label("What completes the report").fill("All results in.")
+    page.get_by_role("button", name="Start the final report").click()
+
+    # The composer: status final and locked with the rest; nothing else has to change.
+    expect(page.locator("#amendment-banner")).to_contain_text("Completion as final")
+    expect(page.locator("#amendment-banner")).to_contain_text("All results in.")
+    expect(page.get_by_label("Status")).to_be_disabled()
+    expect(page.locator("#preview-json")).to_contain_text('"status": "final"')
+    page.get_by_role("link", name="Review and sign…").click()
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign and send for review").click()
+    expect(page.locator("#report-state")).to_have_text("Awaiting review")
+
+    _sign_out(page)
+    sign_in(page, live_server.url, "supervisor")
+    page.goto(f"{live_server.url}{reverse('reports:review_queue')}")
+    # Read on its own page, never ticked in a batch.
+    expect(page.locator(f"#batch-{report.pk}")).to_have_count(0)
+    _verify_in_browser(page, live_server.url, report)
+    _send_everything()
+
+    patches = [
+        record.body
+        for record in sandbox.store.requests
+        if record.method == "PATCH" and record.path == f"/v1/labs/{report.remote_id}"
+    ]
+    assert [body["status"] for body in patches] == ["final"]
+    (lab,) = remote_reports_of(sandbox, report)
+    assert lab["status"] == "final"
+    page.reload()
+    expect(page.locator("#report-state")).to_have_text("Released")
+    expect(page.locator("#timeline")).to_contain_text("completes preliminary version 2")
+    expect(page.locator("#complete-link")).to_have_count(0)
