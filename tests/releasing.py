@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+import pypdf
 from django.contrib.auth.models import User
 from django.test import RequestFactory
 
 from reports import clinikapi, outbox, services, workflow
-from reports.models import Report, Submission
+from reports.models import Report, Submission, SubmissionState
 from reports.payload import LOINC, SNOMED_CT, CodedConcept, ReportContent
 from reports.sandbox.seed import FIXED_PATIENT_ID
 from tests.conftest import PASSWORD
@@ -104,3 +106,29 @@ def drain(worker: outbox.Worker, *, until: Any, timeout: float = 20.0) -> None:
             raise AssertionError(f"worker did not get there in {timeout} s: {states}")
         if not worker.step():
             time.sleep(0.05)
+
+
+def patches_of(sandbox: Any, report: Report) -> list[dict[str, Any]]:
+    """The bodies of every PATCH of the report the sandbox received, in order."""
+    return [
+        record.body
+        for record in sandbox.store.requests
+        if record.method == "PATCH" and record.path == f"/v1/labs/{report.remote_id}"
+    ]
+
+
+def settled(report: Report) -> bool:
+    """Nothing of the report is left to send or to read back."""
+    return (
+        not Submission.objects.filter(report=report)
+        .exclude(state=SubmissionState.SENT, read_back__in=["match", "mismatch"])
+        .exclude(state__in=[SubmissionState.RETURNED, SubmissionState.PARKED])
+        .exists()
+    )
+
+
+def pdf_text(data: bytes) -> str:
+    """A PDF's text, whitespace collapsed."""
+    return " ".join(
+        " ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(data)).pages
+    )

@@ -5,11 +5,9 @@ the released version stays readable."""
 from __future__ import annotations
 
 import dataclasses
-import io
 import uuid
 from typing import Any
 
-import pypdf
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client, RequestFactory
@@ -32,7 +30,16 @@ from reports.sandbox.faults import Fault
 from terminology import loading
 from tests.conftest import PASSWORD, make_user
 from tests.pdfs import samples
-from tests.releasing import complete_content, draft, drain, fast_release_settings, sign
+from tests.releasing import (
+    complete_content,
+    draft,
+    drain,
+    fast_release_settings,
+    patches_of,
+    pdf_text,
+    settled,
+    sign,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,19 +56,10 @@ def sandbox(settings, api_over_socket):
 def released(clinician, sandbox) -> Report:
     report = draft(clinician, complete_content(status="preliminary"))
     sign(report, clinician)
-    drain(outbox.Worker(), until=lambda: _settled(report))
+    drain(outbox.Worker(), until=lambda: settled(report))
     report.refresh_from_db()
     assert report.state == ReportState.RELEASED and report.remote_id
     return report
-
-
-def _settled(report: Report) -> bool:
-    return (
-        not Submission.objects.filter(report=report)
-        .exclude(state=SubmissionState.SENT, read_back__in=["match", "mismatch"])
-        .exclude(state__in=[SubmissionState.RETURNED, SubmissionState.PARKED])
-        .exists()
-    )
 
 
 def _amend(report: Report, user: User, kind: str = "amended", **changes: Any) -> ReportContent:
@@ -94,20 +92,6 @@ def _verify(report: Report, verifier: User) -> workflow.SignResult:
     )
 
 
-def _patches(sandbox: Any, report: Report) -> list[dict[str, Any]]:
-    return [
-        record.body
-        for record in sandbox.store.requests
-        if record.method == "PATCH" and record.path == f"/v1/labs/{report.remote_id}"
-    ]
-
-
-def _pdf_text(data: bytes) -> str:
-    return " ".join(
-        " ".join(page.extract_text().split()) for page in pypdf.PdfReader(io.BytesIO(data)).pages
-    )
-
-
 def test_an_amendment_is_reviewed_then_sent_as_one_patch_with_complete_lists(
     released, clinician, supervisor, sandbox
 ):
@@ -119,9 +103,9 @@ def test_an_amendment_is_reviewed_then_sent_as_one_patch_with_complete_lists(
     released.refresh_from_db()
     assert released.state == ReportState.AWAITING_REVIEW
     assert _verify(released, supervisor).submission is not None
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
 
-    (patch,) = _patches(sandbox, released)
+    (patch,) = patches_of(sandbox, released)
     assert patch["status"] == "amended"
     assert patch["conclusion"] == "Moderate anaemia on repeat testing."
     # Lists travel complete; what ClinikAPI cannot change is never sent (CONTRACT §11.4).
@@ -148,7 +132,7 @@ def test_an_amendment_is_reviewed_then_sent_as_one_patch_with_complete_lists(
     assert signing.verify_signature(original_signature).ok
     # The PDF sent with the PATCH names the change and the reason.
     assert update.pdf is not None
-    text = _pdf_text(bytes(update.pdf))
+    text = pdf_text(bytes(update.pdf))
     assert f"Changes since version {original.number}" in text
     assert "Interpretation: Repeat haemoglobin changes the interpretation." in text
     assert "Mild normocytic anaemia." in text and "Moderate anaemia on repeat testing." in text
@@ -160,8 +144,8 @@ def test_without_review_an_amendment_is_sent_when_signed(released, clinician, sa
     settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = False
     _amend(released, clinician, "corrected", conclusion_codes=())
     assert sign(released, clinician).submission is not None
-    drain(outbox.Worker(), until=lambda: _settled(released))
-    (patch,) = _patches(sandbox, released)
+    drain(outbox.Worker(), until=lambda: settled(released))
+    (patch,) = patches_of(sandbox, released)
     assert patch["status"] == "corrected"
     assert patch["conclusionCodes"] == []  # an emptied list is sent empty, not left out
 
@@ -252,7 +236,7 @@ def test_a_discarded_amendment_leaves_the_report_as_released(released, clinician
     # A new amendment starts from the released version, not from the discarded text.
     content = _amend(released, clinician)
     assert content.conclusion == "Mild normocytic anaemia."
-    assert _patches(sandbox, released) == []
+    assert patches_of(sandbox, released) == []
 
 
 def test_the_author_cancels_with_reason_and_password(released, clinician, sandbox):
@@ -271,9 +255,9 @@ def test_the_author_cancels_with_reason_and_password(released, clinician, sandbo
     assert done.status_code == 303
     again = client.post(url, {**form, "password": PASSWORD, "version": released.head})
     assert again.status_code == 303  # the same form twice: one cancellation
-    drain(outbox.Worker(), until=lambda: _settled(released))
-    assert _patches(sandbox, released)[0]["status"] == "cancelled"
-    assert len(_patches(sandbox, released)) == 1
+    drain(outbox.Worker(), until=lambda: settled(released))
+    assert patches_of(sandbox, released)[0]["status"] == "cancelled"
+    assert len(patches_of(sandbox, released)) == 1
     released.refresh_from_db()
     assert released.state == ReportState.CANCELLED
     assert Signature.objects.filter(report=released, meaning="cancelled").count() == 1
@@ -316,7 +300,7 @@ def test_a_cancellation_clinikapi_refuses_leaves_the_report_released(released, c
         token=uuid.uuid4(),
         version_number=released.head,
     )
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
     released.refresh_from_db()
     assert released.state == ReportState.RELEASED
     assert Amendment.objects.get().discarded_at is not None
@@ -504,8 +488,8 @@ def test_a_cancellation_changes_the_status_alone_even_if_a_result_is_gone(
         timestamp="2026-11-24T07:00:00.000Z",
     )
     _cancel(released, clinician)
-    drain(outbox.Worker(), until=lambda: _settled(released))
-    assert _patches(sandbox, released) == [{"status": "cancelled"}]
+    drain(outbox.Worker(), until=lambda: settled(released))
+    assert patches_of(sandbox, released) == [{"status": "cancelled"}]
     released.refresh_from_db()
     assert released.state == ReportState.CANCELLED
     (lab,) = [lab for lab in sandbox.store.labs() if lab["id"] == released.remote_id]
@@ -523,7 +507,7 @@ def test_a_cancellation_of_a_version_that_was_superseded_meanwhile_is_refused(
     seen = released.head
     _amend(released, clinician, conclusion="Moderate anaemia.")
     sign(released, clinician)
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
     released.refresh_from_db()
     assert released.state == ReportState.RELEASED and released.head > seen
     with pytest.raises(amendments.AmendmentRefused, match="released again"):
@@ -552,9 +536,9 @@ def test_an_update_whose_outcome_is_unknown_is_read_back_before_it_is_resent(
     sandbox.faults.push(Fault.server_error(500, route="PATCH /v1/labs/*", when="after"))
     _amend(released, clinician, conclusion="Moderate anaemia.")
     sign(released, clinician)
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
     update = Submission.objects.get(report=released, operation="update")
-    assert len(_patches(sandbox, released)) == 1  # applied by ClinikAPI: adopted, not resent
+    assert len(patches_of(sandbox, released)) == 1  # applied by ClinikAPI: adopted, not resent
     assert [t.outcome for t in update.tries.filter(action="reconcile")] == ["adopted"]
     assert update.state == SubmissionState.SENT and update.read_back == "match"
 
@@ -567,7 +551,7 @@ def test_an_update_superseded_in_clinikapi_is_held_not_resent(
     settings.CLINIKUI_AMENDMENTS_NEED_REVIEW = False
     _amend(released, clinician, conclusion="Moderate anaemia.")
     sign(released, clinician)
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
     update = Submission.objects.get(report=released, operation="update")
     lab = next(lab for lab in sandbox.store.labs() if lab["id"] == released.remote_id)
     later = {
@@ -589,7 +573,7 @@ def test_an_update_superseded_in_clinikapi_is_held_not_resent(
     drain(outbox.Worker(), until=lambda: Submission.objects.get(pk=update.pk).state == "parked")
     update.refresh_from_db()
     assert update.error_code == "SUPERSEDED"
-    assert len(_patches(sandbox, released)) == 1
+    assert len(patches_of(sandbox, released)) == 1
     assert Alert.objects.filter(kind="release.superseded").exists()
 
 

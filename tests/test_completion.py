@@ -26,8 +26,16 @@ from reports.payload import ReportContent
 from reports.release_forms import AmendForm
 from terminology import loading
 from tests.conftest import PASSWORD, make_user
-from tests.releasing import complete_content, draft, drain, fast_release_settings, sign
-from tests.test_amendments import _patches, _pdf_text, _settled
+from tests.releasing import (
+    complete_content,
+    draft,
+    drain,
+    fast_release_settings,
+    patches_of,
+    pdf_text,
+    settled,
+    sign,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +55,7 @@ def _release(author: User, status: str, supervisor: User | None = None) -> Repor
     if supervisor is not None:
         report.refresh_from_db()
         _verify(report, supervisor)
-    drain(outbox.Worker(), until=lambda: _settled(report))
+    drain(outbox.Worker(), until=lambda: settled(report))
     report.refresh_from_db()
     assert report.state == ReportState.RELEASED and report.remote_id
     return report
@@ -193,7 +201,7 @@ def test_an_amended_early_release_is_not_completed(released, clinician, settings
     )
     released.refresh_from_db()
     sign(released, clinician)
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
 
     with pytest.raises(amendments.AmendmentRefused, match="released as corrected"):
         amendments.start_completion(report_id=released.pk, user=clinician, explanation="x")
@@ -276,8 +284,8 @@ def test_without_review_a_completion_is_sent_when_signed(released, clinician, se
     _complete(released, clinician)
 
     assert sign(released, clinician).submission is not None
-    drain(outbox.Worker(), until=lambda: _settled(released))
-    assert [patch["status"] for patch in _patches(sandbox, released)] == ["final"]
+    drain(outbox.Worker(), until=lambda: settled(released))
+    assert [patch["status"] for patch in patches_of(sandbox, released)] == ["final"]
 
 
 def test_a_verified_completion_is_one_patch_and_the_report_is_final(
@@ -301,7 +309,7 @@ def test_a_verified_completion_is_one_patch_and_the_report_is_final(
     )
 
     _verify(released, supervisor)
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
 
     # The queue and the review page say what it is; it is verified on its own page.
     assert "completes released v2" in queue and f'id="batch-{released.pk}"' not in queue
@@ -309,7 +317,7 @@ def test_a_verified_completion_is_one_patch_and_the_report_is_final(
     assert "Final report completing released preliminary version 2" in review
     assert "<del>normocytic</del><ins>deficiency</ins>" in review.replace("\n", "")
     assert "Results complete" in review and "All results in." in review
-    (patch,) = _patches(sandbox, released)
+    (patch,) = patches_of(sandbox, released)
     assert patch["status"] == "final"
     assert patch["resultIds"] == list(more_results)
     assert patch["conclusion"] == "Iron deficiency anaemia."
@@ -335,7 +343,7 @@ def test_a_verified_completion_is_one_patch_and_the_report_is_final(
     assert signing.verify_signature(original_signature).ok
     # The signed PDF and the timeline say what happened.
     assert update.pdf is not None
-    text = _pdf_text(bytes(update.pdf))
+    text = pdf_text(bytes(update.pdf))
     assert "Status: Final" in text and "Completes preliminary version 2" in text
     assert "Results complete: All results in." in text and "Iron deficiency anaemia." in text
     page = _release_page(released, clinician)
@@ -358,13 +366,13 @@ def test_an_unchanged_completion_pdf_says_it_confirms_the_release(
     released.refresh_from_db()
 
     _verify(released, supervisor)
-    drain(outbox.Worker(), until=lambda: _settled(released))
+    drain(outbox.Worker(), until=lambda: settled(released))
 
-    (patch,) = _patches(sandbox, released)
+    (patch,) = patches_of(sandbox, released)
     assert patch["status"] == "final" and patch["conclusion"] == "Mild normocytic anaemia."
     update = Submission.objects.get(report=released, operation=Submission.Operation.UPDATE)
     assert update.pdf is not None
-    text = _pdf_text(bytes(update.pdf))
+    text = pdf_text(bytes(update.pdf))
     assert "The preliminary report is confirmed as final without changes." in text
 
 
@@ -385,7 +393,7 @@ def test_a_discarded_completion_leaves_the_report_as_released(released, clinicia
     assert 'id="complete-link"' in page and "Completion discarded" in page
     # A new completion starts from the released version, not from the discarded text.
     assert _complete(released, clinician).conclusion == "Mild normocytic anaemia."
-    assert _patches(sandbox, released) == []
+    assert patches_of(sandbox, released) == []
 
 
 def test_results_complete_is_a_completions_reason_alone(released, clinician):

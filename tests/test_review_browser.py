@@ -25,6 +25,7 @@ from tests.releasing import (
     draft,
     drain,
     fast_release_settings,
+    patches_of,
     remote_reports_of,
     sign,
 )
@@ -157,11 +158,7 @@ def test_an_amendment_with_its_diff_is_verified_and_patched_as_amended(
     page.get_by_role("button", name="Verify and release").click()
     _send_everything()
 
-    patches = [
-        record.body
-        for record in sandbox.store.requests
-        if record.method == "PATCH" and record.path == f"/v1/labs/{report.remote_id}"
-    ]
+    patches = patches_of(sandbox, report)
     assert [body["status"] for body in patches] == ["amended"]
     assert patches[0]["conclusion"] == "Moderate normocytic anaemia."
 
@@ -220,11 +217,7 @@ def test_a_preliminary_release_is_completed_as_final_unchanged_and_patched_as_fi
     _verify_in_browser(page, live_server.url, report)
     _send_everything()
 
-    patches = [
-        record.body
-        for record in sandbox.store.requests
-        if record.method == "PATCH" and record.path == f"/v1/labs/{report.remote_id}"
-    ]
+    patches = patches_of(sandbox, report)
     assert [body["status"] for body in patches] == ["final"]
     (lab,) = remote_reports_of(sandbox, report)
     assert lab["status"] == "final"
